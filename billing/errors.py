@@ -1,0 +1,48 @@
+"""The project's small exception tree.
+
+`InputError` means the user can fix it (configuration, a data file, an
+argument): the CLI prints its message alone and exits with 2. Anything else
+is an execution error (exit 1).
+"""
+from __future__ import annotations
+
+
+class BillingError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class InputError(BillingError):
+    """Bad configuration, data or arguments; the message names file, field and value."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        self.problems = problems or []
+        super().__init__(message if not self.problems else message + "\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+class ConfigError(InputError):
+    """The organization's configuration is invalid."""
+
+
+class SourceError(BillingError):
+    """A cost source could not deliver the month's data."""
+
+    def __init__(self, source: str, message: str, *, transient: bool = False):
+        self.source = source
+        self.transient = transient
+        super().__init__(f"{source}: {message}")
+
+
+class ReconciliationError(BillingError):
+    """Input totals and attributed totals disagree: something was lost."""
+
+
+class FinalizedInvoiceChanged(BillingError):
+    """A month's data changed after its invoices were finalized."""
+
+    def __init__(self, month: str, changes: list[str]):
+        self.month = month
+        self.changes = changes
+        super().__init__(
+            f"{month}: data changed after its invoices were finalized; nothing was changed. "
+            "Differences by billed party:\n" + "\n".join(f"  - {c}" for c in changes)
+        )

@@ -1,0 +1,276 @@
+"""What every cost source shares: the record schema, snapshots, retries.
+
+A live connector (GCP, AWS, Azure) implements `fetch_records(month)` returning
+normalized rows, and inherits the rest from `LiveSource`: snapshots with a
+content hash (so reruns do not re-query paid APIs unless asked), bounded
+retries for transient faults, and validation of what it returns.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Protocol, TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from billing.errors import SourceError
+from billing.money import to_decimal
+from billing.months import Month
+
+log = logging.getLogger(__name__)
+
+CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
+MONEY_TYPE = pa.decimal128(38, 18)
+
+# The normalized cost-record schema: a FOCUS 1.2 subset plus the project's x_ fields.
+RECORD_SCHEMA = pa.schema([
+    ("ProviderName", pa.string()),        # "AWS", "Google Cloud", "Microsoft"
+    ("BillingAccountId", pa.string()),
+    ("SubAccountId", pa.string()),        # AWS account / GCP project / Azure subscription
+    ("BillingPeriodStart", pa.timestamp("us", tz="UTC")),
+    ("ChargePeriodStart", pa.timestamp("us", tz="UTC")),
+    ("ChargeCategory", pa.string()),      # Usage, Purchase, Tax, Credit, Adjustment
+    ("ChargeClass", pa.string()),         # null or "Correction"
+    ("ServiceName", pa.string()),
+    ("ServiceCategory", pa.string()),
+    ("BilledCost", MONEY_TYPE),
+    ("BillingCurrency", pa.string()),
+    ("Tags", pa.string()),                # JSON object of flat key -> value
+    ("x_Estimated", pa.bool_()),          # true when the provider says the figure is not final
+    ("x_Source", pa.string()),            # which connector produced the row
+])
+REQUIRED_FOCUS_COLUMNS = ("ProviderName", "BillingAccountId", "SubAccountId", "BillingPeriodStart",
+                          "ChargeCategory", "ServiceName", "ServiceCategory", "BillingCurrency", "Tags")
+
+
+@dataclass(frozen=True)
+class CostFiles:
+    """A month's spend from one source, as files in a shape ingest can read."""
+
+    paths: tuple[str, ...]
+    format: Literal["csv", "parquet"]
+    source: str                       # human-readable, for messages ("cluster 'x': FOCUS files 'glob'")
+    cost_column: str = "BilledCost"
+    estimated: bool = False           # some rows are not final (AWS Cost Explorer "Estimated")
+    fingerprint: str = ""             # content hash of the data, for traceability
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Answer of `billing sources check` for one cluster."""
+
+    cluster: str
+    source: str
+    ok: bool
+    detail: str
+    warnings: tuple[str, ...] = ()
+
+
+class CostSource(Protocol):
+    """What ingest needs from a source."""
+
+    def fetch(self, month: Month, *, refresh: bool = False) -> CostFiles: ...
+
+    def check(self, month: Month) -> CheckResult: ...
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that a crash leaves either the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---- normalizing what a connector returns -------------------------------------------
+
+
+def records_to_table(rows: Iterable[dict[str, Any]], source: str) -> pa.Table:
+    """Validate connector rows and build a table in RECORD_SCHEMA.
+
+    Each row is a dict with the schema's column names. Amounts must be
+    Decimal or numeric strings; a missing column, a non-numeric amount, an
+    unknown charge category or a malformed currency raises SourceError naming
+    the source, the field and the value.
+    """
+    columns: dict[str, list[Any]] = {f.name: [] for f in RECORD_SCHEMA}
+    optional = {"ChargePeriodStart", "ChargeClass", "Tags", "x_Estimated", "x_Source", "SubAccountId"}
+    for n, row in enumerate(rows):
+        for name in columns:
+            if name not in row and name not in optional:
+                raise SourceError(source, f"row {n}: field {name!r} is missing")
+        try:
+            cost = to_decimal(row["BilledCost"])
+        except ValueError:
+            raise SourceError(source, f"row {n}: field 'BilledCost' is not a number: {row['BilledCost']!r}") from None
+        currency = row["BillingCurrency"]
+        if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha() and currency.isupper()):
+            raise SourceError(source, f"row {n}: field 'BillingCurrency' is not a currency code: {currency!r}")
+        if row["ChargeCategory"] not in CHARGE_CATEGORIES:
+            raise SourceError(source, f"row {n}: field 'ChargeCategory' is {row['ChargeCategory']!r}; "
+                                      f"expected one of {list(CHARGE_CATEGORIES)}")
+        tags = row.get("Tags")
+        for name in columns:
+            columns[name].append(row.get(name))
+        columns["BilledCost"][-1] = cost.quantize(Decimal(1).scaleb(-18))
+        columns["Tags"][-1] = tags if tags is None or isinstance(tags, str) else json.dumps(tags, sort_keys=True)
+        columns["x_Estimated"][-1] = bool(row.get("x_Estimated", False))
+        columns["x_Source"][-1] = row.get("x_Source") or source
+        columns["ChargePeriodStart"][-1] = row.get("ChargePeriodStart") or row["BillingPeriodStart"]
+    return pa.table(columns, schema=RECORD_SCHEMA)
+
+
+def table_fingerprint(table: pa.Table) -> str:
+    """Content hash of a normalized table, independent of row order."""
+    rows = sorted(json.dumps([str(v) for v in r.values()]) for r in table.to_pylist())
+    digest = hashlib.sha256()
+    for r in rows:
+        digest.update(r.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+# ---- snapshots ----------------------------------------------------------------------
+
+
+@dataclass
+class SnapshotStore:
+    """Fetched months kept as Parquet files named by their content hash.
+
+    Layout: <root>/<key>/<YYYY-MM>/<sha256>.parquet plus latest.json naming
+    the newest. Old snapshots are kept, so every invoice can be traced to the
+    exact data it was computed from.
+    """
+
+    root: Path
+
+    def _dir(self, key: str, month: Month) -> Path:
+        return self.root / key / str(month)
+
+    def latest(self, key: str, month: Month) -> CostFiles | None:
+        pointer = self._dir(key, month) / "latest.json"
+        if not pointer.exists():
+            return None
+        meta = json.loads(pointer.read_text())
+        path = self._dir(key, month) / meta["file"]
+        if not path.exists():
+            return None
+        return CostFiles((str(path),), "parquet", meta["source"], estimated=meta.get("estimated", False),
+                         fingerprint=meta["sha256"])
+
+    def save(self, key: str, month: Month, table: pa.Table, source: str) -> CostFiles:
+        fingerprint = table_fingerprint(table)
+        folder = self._dir(key, month)
+        path = folder / f"{fingerprint}.parquet"
+        if not path.exists():
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink)
+            atomic_write_bytes(path, sink.getvalue().to_pybytes())
+        estimated = bool(table.num_rows and any(table.column("x_Estimated").to_pylist()))
+        meta = {"file": path.name, "sha256": fingerprint, "source": source, "rows": table.num_rows,
+                "estimated": estimated, "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        atomic_write_bytes(folder / "latest.json", json.dumps(meta, indent=2).encode())
+        return CostFiles((str(path),), "parquet", source, estimated=estimated, fingerprint=fingerprint)
+
+
+# ---- retries ------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def with_retries(call: Callable[[], T], *, source: str, is_transient: Callable[[BaseException], float | None],
+                 attempts: int = 5, base_delay: float = 1.0, max_delay: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run `call`, retrying transient faults with bounded exponential backoff.
+
+    `is_transient(exc)` returns None for a permanent error (re-raised at
+    once), or the number of seconds the service asked us to wait (0 when it
+    did not say). After `attempts` tries the last error is raised as a
+    transient SourceError.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except SourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified right below
+            wait_hint = is_transient(exc)
+            if wait_hint is None:
+                raise
+            if attempt == attempts:
+                raise SourceError(source, f"gave up after {attempts} attempts: {type(exc).__name__}: {exc}",
+                                  transient=True) from None
+            delay = min(max_delay, max(wait_hint, base_delay * 2 ** (attempt - 1) * (1 + random.random() / 4)))
+            log.warning("%s: transient error (%s), retrying in %.1fs (attempt %d of %d)",
+                        source, type(exc).__name__, delay, attempt, attempts)
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+# ---- the base of live connectors ----------------------------------------------------
+
+
+@dataclass
+class LiveSource:
+    """Base for API connectors: subclasses implement fetch_records and probe."""
+
+    cluster: Any
+    org: Any
+    snapshots: SnapshotStore
+    label: str = field(default="", init=False)
+
+    kind: str = field(default="live", init=False)
+
+    def __post_init__(self) -> None:
+        self.label = f"cluster {self.cluster.id!r} ({self.cluster.source.type})"
+
+    @property
+    def snapshot_key(self) -> str:
+        return f"{self.cluster.source.type}-{self.cluster.id}"
+
+    def fetch(self, month: Month, *, refresh: bool = False) -> CostFiles:
+        if not refresh:
+            cached = self.snapshots.latest(self.snapshot_key, month)
+            if cached is not None:
+                return cached
+        table = records_to_table(self.fetch_records(month), self.label)
+        return self.snapshots.save(self.snapshot_key, month, table, self.label)
+
+    def check(self, month: Month) -> CheckResult:
+        try:
+            detail, warnings = self.probe(month)
+        except SourceError as err:
+            return CheckResult(self.cluster.id, self.cluster.source.type, False, str(err))
+        return CheckResult(self.cluster.id, self.cluster.source.type, True, detail, tuple(warnings))
+
+    # subclasses --------------------------------------------------------------------
+    def fetch_records(self, month: Month) -> Iterable[dict[str, Any]]:
+        raise NotImplementedError
+
+    def probe(self, month: Month) -> tuple[str, list[str]]:
+        """Try to read the month; return (what was found, warnings) or raise SourceError."""
+        raise NotImplementedError

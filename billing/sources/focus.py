@@ -1,0 +1,54 @@
+"""FOCUS files as the clouds export them: CSV, gzipped CSV or Parquet."""
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from typing import Any
+
+from billing.errors import InputError
+from billing.months import Month
+from billing.sources.base import CheckResult, CostFiles, SnapshotStore
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.gzip")
+PARQUET_SUFFIXES = (".parquet", ".snappy.parquet", ".gz.parquet")
+
+
+def file_format(path: str) -> str:
+    lower = path.lower()
+    if lower.endswith(CSV_SUFFIXES):
+        return "csv"
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    raise InputError(f"{path}: not a FOCUS file this tool reads (expected {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)})")
+
+
+@dataclass
+class FocusFiles:
+    """A glob of FOCUS files; each file may hold several months and clusters."""
+
+    cluster: Any
+    org: Any
+    snapshots: SnapshotStore
+
+    @property
+    def pattern(self) -> str:
+        return self.org.resolve(self.cluster.source.path)
+
+    def fetch(self, month: Month, *, refresh: bool = False) -> CostFiles:
+        paths = sorted(glob.glob(self.pattern, recursive=True))
+        where = f"clusters ({self.cluster.id}).source.path"
+        if not paths:
+            raise InputError(f"{where}: no file matches {self.cluster.source.path!r} (looked for {self.pattern})")
+        formats = {file_format(p) for p in paths}
+        if len(formats) > 1:
+            raise InputError(f"{where}: {self.cluster.source.path!r} mixes CSV and Parquet files; "
+                             "give each format its own glob")
+        return CostFiles(tuple(paths), formats.pop(), f"FOCUS files {self.cluster.source.path!r}",
+                         cost_column=self.cluster.source.cost_column)
+
+    def check(self, month: Month) -> CheckResult:
+        try:
+            files = self.fetch(month)
+        except InputError as err:
+            return CheckResult(self.cluster.id, "focus", False, str(err))
+        return CheckResult(self.cluster.id, "focus", True, f"{len(files.paths)} {files.format} file(s)")
