@@ -274,3 +274,29 @@ class LiveSource:
     def probe(self, month: Month) -> tuple[str, list[str]]:
         """Try to read the month; return (what was found, warnings) or raise SourceError."""
         raise NotImplementedError
+
+
+# ---- mapping native service names to FOCUS ServiceCategory ------------------------
+
+_SERVICE_CATEGORY_WORDS = (
+    # (word in the lower-cased service name, FOCUS ServiceCategory); first match wins
+    ("kubernetes", "Compute"), ("compute", "Compute"), ("ec2", "Compute"), ("virtual machines", "Compute"),
+    ("container", "Compute"), ("lambda", "Compute"), ("functions", "Compute"),
+    ("storage", "Storage"), ("s3", "Storage"), ("filestore", "Storage"), ("elastic file system", "Storage"),
+    ("efs", "Storage"), ("disk", "Storage"), ("backup", "Storage"),
+    ("network", "Networking"), ("nat", "Networking"), ("vpc", "Networking"), ("load balanc", "Networking"),
+    ("bandwidth", "Networking"), ("data transfer", "Networking"), ("cloud dns", "Networking"), ("route 53", "Networking"),
+    ("bigquery", "Analytics"), ("sql", "Databases"), ("database", "Databases"),
+    ("monitoring", "Management and Governance"), ("logging", "Management and Governance"),
+    ("cloudwatch", "Management and Governance"), ("log analytics", "Management and Governance"),
+    ("support", "Other"), ("tax", "Other"),
+)
+
+
+def service_category(service_name: str | None) -> str:
+    """A FOCUS ServiceCategory for a provider's native service name ("Other" if unknown)."""
+    name = (service_name or "").lower()
+    for word, category in _SERVICE_CATEGORY_WORDS:
+        if word in name:
+            return category
+    return "Other"
