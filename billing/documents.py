@@ -76,3 +76,25 @@ class InvoiceDocument:
                 groups[line.section] = []
             groups[line.section].append(line)
         return [(s, groups[s], sum((l.amount for l in groups[s]), Decimal(0))) for s in order]
+
+
+def document_for(invoice) -> InvoiceDocument:
+    """The printable form of a ledger invoice (`billing.ledger.Invoice`)."""
+    from billing.months import Month
+
+    month = Month.parse(invoice.month)
+    issuer = invoice.issuer
+    bill_to = invoice.bill_to
+    lines = tuple(DocumentLine(section=l.section, description=l.description, amount=l.amount, quantity=l.quantity,
+                               unit=l.unit, unit_price=l.unit_price, hub=l.hub, cluster=l.cluster,
+                               component=l.component, note=dict(l.details).get("split"))
+                  for l in invoice.lines)
+    return InvoiceDocument(
+        issuer=Issuer(issuer["name"], tuple(issuer.get("address") or ()), issuer.get("email"), issuer.get("website"),
+                      issuer.get("tax_id"), tuple(issuer.get("payment_instructions") or ())),
+        bill_to=Party(bill_to["id"], bill_to.get("display_name") or bill_to["name"], bill_to.get("email"),
+                      (f"Attn: {bill_to['name']}", *bill_to.get("address", ()))),
+        number=invoice.number, status=invoice.status, issue_date=invoice.issue_date, due_date=invoice.due_date,
+        period_start=month.start, period_end=month.end - dt.timedelta(days=1), period_label=month.label(),
+        currency=invoice.currency, lines=lines, subtotal=invoice.subtotal, total=invoice.total,
+        notes=tuple(invoice.notes), reference=f"{invoice.party_kind}/{invoice.party_id}/{invoice.month}")

@@ -1,0 +1,206 @@
+"""The `billing` command: run, backfill, report, validate, sources check.
+
+Exit codes: 0 success; 2 bad input or configuration (one clear message, no
+traceback); 1 anything else (a month whose finalized invoices would change, a
+failed reconciliation, a source that could not deliver, an internal error).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+
+from billing.errors import BillingError, InputError
+
+log = logging.getLogger("billing")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="billing", description="Monthly cost recovery and invoicing for JupyterHub communities.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--org", type=Path, default=None, help="organization configuration (default: the bundled sample)")
+    common.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
+    common.add_argument("--ledger", default=None, metavar="URL",
+                        help="ledger database URL (default: $BILLING_LEDGER_URL, the config's ledger_url, "
+                             "or sqlite:///OUT/ledger.db)")
+    common.add_argument("-v", "--verbose", action="store_true", help="more detail, and tracebacks of internal errors")
+    run_opts = argparse.ArgumentParser(add_help=False)
+    run_opts.add_argument("--draft", action="store_true", help="price and render without finalizing (PDFs marked DRAFT)")
+    run_opts.add_argument("--refresh", action="store_true", help="re-query live cloud sources instead of their snapshots")
+    run_opts.add_argument("--allow-estimated", action="store_true", help="finalize even if a source says figures are estimated")
+    run_opts.add_argument("--workers", type=int, default=None, help="processes rendering PDFs (default: CPU count)")
+    run_opts.add_argument("--prefect", action="store_true", help="run through the Prefect flow (records runs in Prefect)")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", parents=[common, run_opts], help="run the monthly job for one month")
+    run.add_argument("--month", required=True, help="YYYY-MM")
+    back = sub.add_parser("backfill", parents=[common, run_opts], help="run a range of months, oldest first")
+    back.add_argument("--from", dest="start", required=True, help="first month, YYYY-MM")
+    back.add_argument("--to", dest="end", required=True, help="last month, YYYY-MM")
+    sub.add_parser("report", parents=[common], help="write out/revenue.csv and out/revenue.png from the ledger")
+    sub.add_parser("validate", parents=[common], help="check the configuration and report every problem")
+    sources = sub.add_parser("sources", help="cost sources")
+    sources_sub = sources.add_subparsers(dest="sources_command", required=True)
+    check = sources_sub.add_parser("check", parents=[common], help="can each cluster's source read the month?")
+    check.add_argument("--month", required=True, help="YYYY-MM")
+    return p
+
+
+def _org(args):
+    from billing.config import default_organization_path, load_organization
+
+    return load_organization(args.org or default_organization_path())
+
+
+def _options(args):
+    from billing.pipeline import RunOptions
+
+    return RunOptions(out_dir=args.out, draft=args.draft, refresh=args.refresh, allow_estimated=args.allow_estimated,
+                      ledger_url=args.ledger, workers=args.workers)
+
+
+def _month(text: str):
+    from billing.months import Month
+
+    try:
+        return Month.parse(text)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+
+
+def _progress(total: int):
+    """A progress bar on a terminal; nothing when output is piped or logged."""
+    if not sys.stderr.isatty():
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=False)
+
+
+def _say(result, draft: bool) -> None:
+    kind = "draft(s)" if draft else "invoice(s)"
+    created = len(result.created)
+    print(f"{result.month}: {len(result.invoices)} {kind}; {created} new, {len(result.unchanged)} unchanged; "
+          f"unattributed {result.unattributed.normalize():f}")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+
+
+def _run_months(args, months) -> int:
+    from billing.errors import FinalizedInvoiceChanged, SourceError
+    from billing.pipeline import run_month
+
+    org, opts = _org(args), _options(args)
+    if args.prefect:
+        from flows.monthly import backfill as backfill_flow
+
+        results = backfill_flow(str(months[0]), str(months[-1]), org_path=str(args.org or ""), out_dir=str(opts.out_dir),
+                                draft=opts.draft, refresh=opts.refresh, allow_estimated=opts.allow_estimated,
+                                ledger_url=opts.ledger_url, write_report=False)
+        for result in results["months"]:
+            _say(result, opts.draft)
+        for failure in results["failures"]:
+            print(f"error: {failure}", file=sys.stderr)
+        return 1 if results["failures"] else 0
+    failures = []
+    with _progress(len(months)) as progress:
+        task = progress.add_task("Invoicing", total=len(months)) if progress else None
+        for month in months:
+            if progress:
+                progress.update(task, description=f"Invoicing {month}")
+            try:
+                _say(run_month(org, month, opts), opts.draft)
+            except (FinalizedInvoiceChanged, SourceError) as err:
+                # One month failing must not stop a backfill; it is reported and the run exits non-zero.
+                failures.append(str(err))
+                print(f"error: {err}", file=sys.stderr)
+            if progress:
+                progress.advance(task)
+    if failures and len(months) > 1:
+        print(f"{len(failures)} of {len(months)} month(s) failed; nothing was changed for them.", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_run(args) -> int:
+    return _run_months(args, [_month(args.month)])
+
+
+def cmd_backfill(args) -> int:
+    from billing.months import month_range
+
+    try:
+        months = month_range(_month(args.start), _month(args.end))
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    return _run_months(args, months)
+
+
+def cmd_report(args) -> int:
+    from billing.pipeline import RunOptions, write_revenue_report
+
+    rows = write_revenue_report(_org(args), RunOptions(out_dir=args.out, ledger_url=args.ledger))
+    months = sorted({r.month for r in rows})
+    print(f"revenue report: {len(rows)} row(s) over {len(months)} month(s) -> {args.out / 'revenue.csv'}, "
+          f"{args.out / 'revenue.png'}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    org = _org(args)
+    print(f"{args.org or 'bundled sample'}: valid — {len(org.communities)} communities, {len(org.clusters)} clusters, "
+          f"{len(org.hubs)} hubs, {len(org.pricing_plans)} pricing plans, {len(org.funders)} funders")
+    return 0
+
+
+def cmd_sources_check(args) -> int:
+    from billing.sources import SnapshotStore, make_source
+
+    org, month = _org(args), _month(args.month)
+    snapshots = SnapshotStore(args.out / "snapshots")
+    failed = 0
+    for cluster in org.clusters:
+        try:
+            result = make_source(cluster, org, snapshots).check(month)
+        except BillingError as err:
+            from billing.sources.base import CheckResult
+            result = CheckResult(cluster.id, cluster.source.type, False, str(err))
+        failed += not result.ok
+        print(f"{'ok  ' if result.ok else 'FAIL'} {cluster.id:<28} {result.source:<22} {result.detail}")
+        for warning in result.warnings:
+            print(f"     warning: {warning}")
+    print(f"{len(org.clusters) - failed} of {len(org.clusters)} source(s) can read {month}")
+    return 1 if failed else 0
+
+
+COMMANDS = {"run": cmd_run, "backfill": cmd_backfill, "report": cmd_report, "validate": cmd_validate,
+            "sources": cmd_sources_check}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except BillingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence: a message, not a traceback
+        if args.verbose:
+            traceback.print_exc()
+        print(f"internal error: {type(err).__name__}: {err} (rerun with -v for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

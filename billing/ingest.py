@@ -1,0 +1,266 @@
+"""Ingest: read a month's cost rows from every source into one aggregated table.
+
+All sources deliver files in the normalized cost-record schema (FOCUS), so a
+single DuckDB query per distinct file set does the work: it reads CSV,
+CSV.gz or Parquet, keeps the rows whose BillingPeriodStart falls in the
+month, extracts the hub tags and sums the cost exactly (DECIMAL(38,18)),
+grouped by everything attribution needs. Nothing loops over rows in Python;
+what comes back is a few hundred groups.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterable
+
+import duckdb
+
+from billing.config import Organization
+from billing.errors import InputError
+from billing.months import Month
+from billing.sources import CostFiles, SnapshotStore, make_source
+from billing.sources.base import CHARGE_CATEGORIES, REQUIRED_FOCUS_COLUMNS, file_sha256
+
+log = logging.getLogger(__name__)
+
+MONEY_SQL = "DECIMAL(38,18)"
+PROVIDER_KEYS = (("amazon", "aws"), ("aws", "aws"), ("google", "gcp"), ("gcp", "gcp"),
+                 ("microsoft", "azure"), ("azure", "azure"))
+
+
+@dataclass(frozen=True)
+class CostGroup:
+    """Cost rows that share everything attribution looks at, summed exactly."""
+
+    provider: str              # gcp, aws, azure (or the lower-cased ProviderName)
+    billing_account: str
+    sub_account: str | None
+    tags: tuple[str | None, ...]  # one value per key of IngestedMonth.tag_keys
+    charge_category: str
+    service_name: str
+    service_category: str
+    currency: str
+    cost: Decimal
+    rows: int
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    source: str
+    clusters: tuple[str, ...]
+    paths: tuple[str, ...]
+    fingerprint: str
+    rows: int
+    estimated: bool
+
+
+@dataclass(frozen=True)
+class IngestedMonth:
+    month: Month
+    tag_keys: tuple[str, ...]
+    groups: tuple[CostGroup, ...]
+    sources: tuple[SourceSummary, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def estimated(self) -> bool:
+        return any(s.estimated for s in self.sources)
+
+    @property
+    def fingerprint(self) -> str:
+        """Content hash of every input the month was computed from."""
+        digest = hashlib.sha256()
+        for s in sorted(self.sources, key=lambda s: s.fingerprint):
+            digest.update(s.fingerprint.encode())
+        return digest.hexdigest()
+
+    def tag(self, group: CostGroup, key: str) -> str | None:
+        return group.tags[self.tag_keys.index(key)]
+
+
+def provider_key(provider_name: str | None) -> str:
+    name = (provider_name or "").lower()
+    for word, key in PROVIDER_KEYS:
+        if word in name:
+            return key
+    return name
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"threads": 2})
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _reader(files: CostFiles, paths: Iterable[str], filename: bool = False) -> str:
+    plist = "[" + ", ".join(_sql_string(p) for p in paths) + "]"
+    extra = ", filename = true" if filename else ""
+    if files.format == "csv":
+        # all_varchar: ids like AWS account 012345678901 must stay strings; amounts are cast exactly below.
+        return f"read_csv({plist}, all_varchar = true, header = true, union_by_name = true{extra})"
+    return f"read_parquet({plist}, union_by_name = true{extra})"
+
+
+def _sql_string(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _column_types(con, files: CostFiles, path: str) -> dict[str, str]:
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(files, [path])}").fetchall()
+    except duckdb.Error as err:
+        raise InputError(f"{path}: cannot read as {files.format.upper()}: {str(err).splitlines()[0]}") from None
+    return {r[0]: r[1] for r in rows}
+
+
+def _check_columns(con, files: CostFiles) -> dict[str, str]:
+    """Every file must have the FOCUS columns ingest needs; returns the column types of the first."""
+    types: dict[str, str] = {}
+    for path in files.paths:
+        file_types = _column_types(con, files, path)
+        missing = [c for c in (*REQUIRED_FOCUS_COLUMNS, files.cost_column) if c not in file_types]
+        if missing:
+            raise InputError(f"{path}: missing FOCUS column(s) {', '.join(missing)} "
+                             f"(found: {', '.join(list(file_types)[:12])}{', ...' if len(file_types) > 12 else ''})")
+        types = types or file_types
+    return types
+
+
+def _money_expr(column: str, sql_type: str) -> str:
+    col = f'"{column}"'
+    if sql_type.upper().startswith(("DOUBLE", "FLOAT", "REAL")):
+        # A float in someone else's file: take its shortest decimal representation, never binary arithmetic.
+        return f"TRY_CAST(CAST({col} AS VARCHAR) AS {MONEY_SQL})"
+    if sql_type.upper().startswith("DECIMAL") or "INT" in sql_type.upper():
+        return f"CAST({col} AS {MONEY_SQL})"
+    return f"TRY_CAST(trim({col}) AS {MONEY_SQL})"
+
+
+def _tags_expr(tag_keys: tuple[str, ...], tags_type: str) -> list[str]:
+    if not tag_keys:
+        return []
+    if tags_type.upper().startswith("MAP"):
+        return [f"CAST(element_at(Tags, {_sql_string(k)})[1] AS VARCHAR)" for k in tag_keys]
+    paths = "[" + ", ".join(_sql_string('$."' + k.replace('"', '\\"') + '"') for k in tag_keys) + "]"
+    return [f"json_extract_string(CAST(Tags AS VARCHAR), {paths})[{i + 1}]" for i in range(len(tag_keys))]
+
+
+def aggregate_files(files: CostFiles, month: Month, tag_keys: tuple[str, ...],
+                    con: duckdb.DuckDBPyConnection | None = None) -> tuple[list[CostGroup], bool]:
+    """One scan of a file set: the month's rows grouped and summed exactly, and whether any is estimated."""
+    con = con or _connect()
+    types = _check_columns(con, files)
+    cost = _money_expr(files.cost_column, types[files.cost_column])
+    tags = _tags_expr(tag_keys, types.get("Tags", "VARCHAR"))
+    tag_cols = "".join(f", {t} AS tag_{i}" for i, t in enumerate(tags))
+    estimated = "x_Estimated" if "x_Estimated" in types else "false"
+    query = f"""
+        WITH src AS (
+            SELECT TRY_CAST(BillingPeriodStart AS TIMESTAMPTZ) AS period,
+                   CAST(ProviderName AS VARCHAR) AS provider, CAST(BillingAccountId AS VARCHAR) AS account,
+                   CAST(SubAccountId AS VARCHAR) AS sub_account, CAST(ChargeCategory AS VARCHAR) AS category,
+                   CAST(ServiceName AS VARCHAR) AS service, CAST(ServiceCategory AS VARCHAR) AS service_category,
+                   CAST(BillingCurrency AS VARCHAR) AS currency, {cost} AS cost,
+                   TRY_CAST({estimated} AS BOOLEAN) AS estimated{tag_cols}
+            FROM {_reader(files, files.paths)}
+        )
+        SELECT provider, account, sub_account, category, service, service_category, currency,
+               {''.join(f'tag_{i}, ' for i in range(len(tags)))}
+               sum(cost) AS cost, count(*) AS n,
+               count(*) FILTER (WHERE cost IS NULL) AS bad_cost,
+               count(*) FILTER (WHERE period IS NULL) AS bad_period,
+               coalesce(bool_or(estimated), false) AS estimated
+        FROM src
+        WHERE period IS NULL OR (period >= TIMESTAMPTZ '{month.start} 00:00:00+00'
+                                 AND period < TIMESTAMPTZ '{month.end} 00:00:00+00')
+        GROUP BY ALL
+    """
+    try:
+        rows = con.execute(query).fetchall()
+    except duckdb.Error as err:
+        raise InputError(f"{files.source}: cannot read the cost files: {str(err).splitlines()[0]}") from None
+    groups, any_estimated = [], False
+    n_tags = len(tags)
+    for r in rows:
+        provider, account, sub, category, service, scat, currency = r[:7]
+        tag_values = tuple(r[7:7 + n_tags])
+        total, n, bad_cost, bad_period, est = r[7 + n_tags:]
+        if bad_cost or bad_period:
+            _raise_bad_value(con, files, month, cost, "bad_cost" if bad_cost else "bad_period")
+        _check_group(con, files, category, currency, account)
+        any_estimated = any_estimated or bool(est)
+        groups.append(CostGroup(provider_key(provider), account, sub or None, tag_values, category,
+                                service or "", scat or "", currency, total, n))
+    return groups, any_estimated
+
+
+def _raise_bad_value(con, files: CostFiles, month: Month, cost_expr: str, problem: str) -> None:
+    """Find the first offending row and name its file, field and value."""
+    if problem == "bad_cost":
+        column, condition = files.cost_column, f"{cost_expr} IS NULL"
+        expected = "a decimal number (FOCUS money columns are never empty)"
+    else:
+        column, condition = "BillingPeriodStart", "TRY_CAST(BillingPeriodStart AS TIMESTAMPTZ) IS NULL"
+        expected = "a UTC timestamp such as 2022-01-01T00:00:00Z"
+    row = con.execute(f'SELECT filename, CAST("{column}" AS VARCHAR) FROM {_reader(files, files.paths, True)} '
+                      f"WHERE {condition} LIMIT 1").fetchone()
+    path, value = row if row else ("?", None)
+    raise InputError(f"{path}: field {column}: {value!r} is not {expected}")
+
+
+def _check_group(con, files: CostFiles, category, currency, account) -> None:
+    problem = None
+    if category not in CHARGE_CATEGORIES:
+        problem = ("ChargeCategory", category, f"one of {', '.join(CHARGE_CATEGORIES)}")
+    elif not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha() and currency.isupper()):
+        problem = ("BillingCurrency", currency, "an ISO 4217 code such as USD")
+    elif not account:
+        problem = ("BillingAccountId", account, "a billing account id")
+    if problem is None:
+        return
+    column, value, expected = problem
+    cond = f'"{column}" IS NULL' if value is None else f'CAST("{column}" AS VARCHAR) = {_sql_string(value)}'
+    row = con.execute(f"SELECT filename FROM {_reader(files, files.paths, True)} WHERE {cond} LIMIT 1").fetchone()
+    raise InputError(f"{row[0] if row else files.source}: field {column}: {value!r} is not {expected}")
+
+
+def fingerprint_files(files: CostFiles) -> str:
+    if files.fingerprint:
+        return files.fingerprint
+    digest = hashlib.sha256()
+    for path in files.paths:
+        digest.update(Path(path).name.encode())
+        digest.update(file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def ingest_month(org: Organization, month: Month, snapshots: SnapshotStore, *, refresh: bool = False,
+                 fingerprint: bool = True) -> IngestedMonth:
+    """Fetch every cluster's source for the month and aggregate each distinct file set once."""
+    tag_keys = tuple(sorted({c.hub_tag for c in org.clusters}))
+    file_sets: dict[tuple, tuple[CostFiles, list[str]]] = {}
+    for cluster in org.clusters:
+        files = make_source(cluster, org, snapshots).fetch(month, refresh=refresh)
+        key = (files.paths, files.format, files.cost_column)
+        file_sets.setdefault(key, (files, []))[1].append(cluster.id)
+    con = _connect()
+    groups: list[CostGroup] = []
+    summaries: list[SourceSummary] = []
+    warnings: list[str] = []
+    for files, clusters in file_sets.values():
+        found, estimated = aggregate_files(files, month, tag_keys, con)
+        rows = sum(g.rows for g in found)
+        if rows == 0 and not files.fingerprint:
+            # FOCUS files cover many months; none for this one means its export is missing.
+            raise InputError(f"{files.source}: no cost rows for {month} in {len(files.paths)} file(s) "
+                             f"(clusters {', '.join(clusters)}); is the month's export missing?")
+        if rows == 0:
+            warnings.append(f"{files.source}: the source reports no cost for {month}")
+        groups.extend(found)
+        summaries.append(SourceSummary(files.source, tuple(clusters), files.paths,
+                                       fingerprint_files(files) if fingerprint else "", rows,
+                                       files.estimated or estimated))
+    return IngestedMonth(month, tag_keys, tuple(groups), tuple(summaries), tuple(warnings))

@@ -1,0 +1,81 @@
+"""Files finance staff and scripts read: written atomically, safe in spreadsheets."""
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from billing.attribution import AttributedCost, ReconciliationRow
+from billing.ledger import Invoice
+from billing.money import ZERO
+from billing.sources.base import atomic_write_bytes
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> object:
+    """Text that a spreadsheet would run as a formula is prefixed with a quote (OWASP CSV injection).
+
+    Numbers stay numbers: only strings are changed.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def plain(value: Decimal | None) -> str:
+    """A Decimal without exponent or trailing zeros beyond the cents: 12.5 -> 12.50, 1E+3 -> 1000.00."""
+    if value is None:
+        return ""
+    text = format(value.normalize(), "f")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([plain(v) if isinstance(v, Decimal) else safe_cell(v) for v in row])
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def write_invoices_csv(path: Path, invoices: list[Invoice], pdf_names: dict[tuple[str, str], str]) -> None:
+    header = ["invoice_number", "status", "bill_to", "bill_to_kind", "bill_to_name", "month", "currency",
+              "issue_date", "due_date", "fees", "cloud", "subsidies", "adjustments", "subtotal", "total",
+              "pdf", "data_fingerprint"]
+    rows = []
+    for inv in invoices:
+        by_kind = defaultdict(lambda: ZERO)
+        for line in inv.lines:
+            by_kind[line.kind] += line.amount
+        rows.append([inv.number or "", inv.status, inv.party_id, inv.party_kind, inv.bill_to.get("display_name", ""),
+                     inv.month, inv.currency, inv.issue_date.isoformat(), inv.due_date.isoformat(),
+                     by_kind["fee"] + by_kind["uplift"] + by_kind["usage"], by_kind["cloud"] + by_kind["markup"],
+                     by_kind["subsidy"], by_kind["cap"], inv.subtotal, inv.total,
+                     pdf_names.get((inv.party_kind, inv.party_id), ""), inv.data_fingerprint])
+    write_csv(path, header, rows)
+
+
+def write_attribution_csv(path: Path, attributed: list[AttributedCost]) -> None:
+    merged: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
+    notes: dict[tuple, str] = {}
+    for a in attributed:
+        key = (a.cluster or "", a.hub or "", a.community or "", a.component, a.allocation, a.currency, a.provider,
+               a.billing_account)
+        merged[key] += a.cost
+        if a.note:
+            notes[key] = a.note
+    header = ["cluster", "hub", "community", "component", "allocation", "currency", "cost", "provider",
+              "billing_account", "note"]
+    write_csv(path, header, ([*k[:6], merged[k], k[6], k[7], notes.get(k, "")] for k in sorted(merged)))
+
+
+def write_reconciliation_csv(path: Path, rows: list[ReconciliationRow]) -> None:
+    header = ["provider", "billing_account", "currency", "input_total", "attributed", "unattributed", "difference"]
+    write_csv(path, header, ([r.provider, r.billing_account, r.currency, r.input_total, r.attributed, r.unattributed,
+                              r.difference] for r in rows))

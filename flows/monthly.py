@@ -1,0 +1,73 @@
+"""`monthly_invoicing(month)` and `backfill(start, end)` as Prefect flows.
+
+The wiring is `billing.pipeline.run_month`; here each stage becomes a task
+with a name and, for fetching cost data, retries on transient source errors
+(never on bad input). Results are not cached: cloud costs get restated, and
+the ledger already makes reruns safe.
+
+Schedule the monthly run with a real Prefect server (`prefect server start`)
+and `monthly_invoicing.serve(cron="0 6 3 * *")` (see README).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from billing.config import default_organization_path, load_organization
+from billing.errors import FinalizedInvoiceChanged, SourceError
+from billing.months import Month, month_range
+from billing.pipeline import RunOptions, run_month, write_revenue_report
+
+RETRIED_STAGES = {"fetch_costs": 3}
+
+
+def _transient_only(_task, _task_run, state) -> bool:
+    """Retry a failed stage only when a source reported a transient fault."""
+    exc = getattr(state, "data", None)
+    return isinstance(exc, SourceError) and exc.transient
+
+
+def as_task(fn: Callable) -> Callable:
+    retries = RETRIED_STAGES.get(fn.__name__, 0)
+    return task(fn, name=fn.__name__, retries=retries, retry_delay_seconds=[10, 30, 90][:retries] or 0,
+                retry_condition_fn=_transient_only if retries else None, cache_policy=NO_CACHE,
+                persist_result=False)
+
+
+def _options(out_dir: str, draft: bool, refresh: bool, allow_estimated: bool, ledger_url: str | None) -> RunOptions:
+    return RunOptions(out_dir=Path(out_dir), draft=draft, refresh=refresh, allow_estimated=allow_estimated,
+                      ledger_url=ledger_url or None)
+
+
+@flow(name="monthly-invoicing", log_prints=True)
+def monthly_invoicing(month: str, org_path: str = "", out_dir: str = "out", draft: bool = False,
+                      refresh: bool = False, allow_estimated: bool = False, ledger_url: str | None = None):
+    """Invoice one month: ingest, attribute, price, finalize, render, write outputs."""
+    org = load_organization(org_path or default_organization_path())
+    return run_month(org, Month.parse(month), _options(out_dir, draft, refresh, allow_estimated, ledger_url),
+                     stage=as_task)
+
+
+@flow(name="backfill", log_prints=True)
+def backfill(start: str, end: str, org_path: str = "", out_dir: str = "out", draft: bool = False,
+             refresh: bool = False, allow_estimated: bool = False, ledger_url: str | None = None,
+             write_report: bool = True) -> dict[str, Any]:
+    """Invoice every month from start to end (oldest first), then the revenue report.
+
+    A month whose finalized invoices would change, or whose source failed, is
+    reported and skipped; the other months still run.
+    """
+    org = load_organization(org_path or default_organization_path())
+    opts = _options(out_dir, draft, refresh, allow_estimated, ledger_url)
+    results, failures = [], []
+    for month in month_range(Month.parse(start), Month.parse(end)):
+        try:
+            results.append(run_month(org, month, opts, stage=as_task))
+        except (FinalizedInvoiceChanged, SourceError) as err:
+            failures.append(str(err))
+    if write_report and not draft:
+        as_task(write_revenue_report)(org, opts)
+    return {"months": results, "failures": failures}

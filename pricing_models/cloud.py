@@ -1,0 +1,69 @@
+"""Cloud cost: passed through at cost, optionally with a markup, optionally capped."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Sequence
+
+from billing.money import ZERO
+from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, money_param, register,
+                                 rounded_sum)
+
+COMPONENT_LABELS = {"compute": "Compute", "storage": "Storage", "networking": "Networking", "core": "Core services",
+                    "other": "Other services", "tax": "Tax", "credit": "Credits"}
+
+
+def describe_cloud_cost(hub: str | None, cluster: str, component: str, allocation: str) -> str:
+    label = COMPONENT_LABELS.get(component, component.capitalize())
+    if allocation == "direct":
+        return f"{label}, hub {hub}"
+    if allocation == "shared":
+        return f"{label}, hub {hub}: share of shared cluster {cluster}"
+    return f"{label}, cluster {cluster} overhead"
+
+
+@register("cloud_passthrough")
+class CloudPassthrough(PricingModel):
+    """Every attributed cloud cost as its own line, at cost."""
+
+    def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
+        return [Charge("cloud", describe_cloud_cost(c.hub, c.cluster, c.component, c.allocation), c.amount,
+                       ctx.currency, hub=c.hub, cluster=c.cluster, component=c.component,
+                       details=(("allocation", c.allocation),) + ((("split", c.note),) if c.note else ()))
+                for c in ctx.cloud if c.amount != ZERO]
+
+
+@register("markup")
+class Markup(PricingModel):
+    """A percentage on the cloud cost passed through."""
+
+    class Params(ModelParams):
+        percent: Decimal
+        description: str = "Markup on cloud costs ({percent}%)"
+        _percent = money_param("percent")
+
+    def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
+        base = rounded_sum(earlier, kinds={"cloud"})
+        if base <= 0:
+            return []
+        percent = self.params.percent
+        return [Charge("markup", self.params.description.format(percent=format(percent.normalize(), "f")),
+                       base * percent / 100, ctx.currency, quantity=percent, unit="%",
+                       details=(("base", str(base)),))]
+
+
+@register("cap")
+class Cap(PricingModel):
+    """The community never pays more than `amount` a month; the excess is credited."""
+
+    class Params(ModelParams):
+        amount: Decimal
+        description: str = "Monthly cap of {amount} {currency}"
+        _amount = money_param("amount")
+
+    def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
+        total = rounded_sum(earlier)
+        excess = total - self.params.amount
+        if excess <= 0:
+            return []
+        return [Charge("cap", self.params.description.format(amount=self.params.amount, currency=ctx.currency),
+                       -excess, ctx.currency, details=(("charges_before_cap", str(total)),))]

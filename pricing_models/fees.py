@@ -1,0 +1,72 @@
+"""Fixed fees: a flat monthly fee, a fee by community tier, an uplift for dedicated clusters."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal, Sequence
+
+from pydantic import field_validator
+
+from pricing_models.base import (Charge, ModelParams, decimal_field, PricingContext, PricingModel, money_param, register,
+                                 rounded_sum)
+
+
+@register("fixed_fee")
+class FixedFee(PricingModel):
+    """The same fee every month (e.g. a membership of $15,000 a year as 1/12 each month)."""
+
+    class Params(ModelParams):
+        amount: Decimal
+        description: str = "Monthly service fee"
+        _amount = money_param("amount")
+
+    def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
+        return [Charge("fee", self.params.description, self.params.amount, ctx.currency,
+                       quantity=Decimal(1), unit="month", unit_price=self.params.amount)]
+
+
+@register("tier_fee")
+class TierFee(PricingModel):
+    """A monthly fee set by the community's kind (the 2022 alpha table)."""
+
+    class Params(ModelParams):
+        fees: dict[Literal["education", "research", "partnership"], Decimal]
+        description: str = "Monthly service fee ({kind} tier)"
+
+        @field_validator("fees", mode="before")
+        @classmethod
+        def _exact(cls, value):
+            return {k: decimal_field(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
+        kind = ctx.community.kind
+        if kind not in self.params.fees:
+            raise ValueError(f"plan has no fee for community kind {kind!r}")
+        fee = self.params.fees[kind]
+        return [Charge("fee", self.params.description.format(kind=kind.capitalize()), fee, ctx.currency,
+                       quantity=Decimal(1), unit="month", unit_price=fee,
+                       details=(("tier", kind),))]
+
+
+@register("dedicated_uplift")
+class DedicatedUplift(PricingModel):
+    """A percentage on the fees so far when the community has a dedicated cluster."""
+
+    class Params(ModelParams):
+        percent: Decimal
+        description: str = "Dedicated cluster (+{percent}% on service fees)"
+        _percent = money_param("percent")
+
+    def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
+        base = rounded_sum(earlier, kinds={"fee", "usage"})
+        if not ctx.dedicated or base == 0:
+            return []
+        percent = self.params.percent
+        return [Charge("uplift", self.params.description.format(percent=_plain(percent)), base * percent / 100,
+                       ctx.currency, quantity=percent, unit="%", unit_price=None,
+                       details=(("base", str(base)), ("percent", str(percent))))]
+
+
+def _plain(value: Decimal) -> str:
+    """A percentage without trailing zeros: 50, 12.5."""
+    text = format(value.normalize(), "f")
+    return text
