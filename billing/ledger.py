@@ -45,7 +45,7 @@ class ExactDecimal(TypeDecorator):
 
     def load_dialect_impl(self, dialect):
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(Numeric(38, 18, asdecimal=True))
+            return dialect.type_descriptor(Numeric(asdecimal=True))  # unconstrained: keeps each scale
         return dialect.type_descriptor(String(80))
 
     def process_bind_param(self, value, dialect):

@@ -1,0 +1,80 @@
+from decimal import Decimal as D
+
+import pytest
+
+from billing.attribution import UNATTRIBUTED, attribute, component_of, reconcile
+from billing.errors import ReconciliationError
+from billing.ingest import CostGroup, IngestedMonth
+from billing.months import Month
+from billing.usage import MonthUsage
+from helpers import small_org, small_org_data
+from billing.config import parse_organization
+
+JAN = Month(2022, 1)
+
+
+def group(sub, cost, tag=None, category="Usage", service="EC2", scat="Compute"):
+    return CostGroup("aws", "999900000000", sub, (tag,), category, service, scat, "USD", D(cost), 1)
+
+
+def ingested(*groups):
+    return IngestedMonth(JAN, ("2i2c:hub-name",), tuple(groups), ())
+
+
+def by(result, **match):
+    return [a for a in result if all(getattr(a, k) == v for k, v in match.items())]
+
+
+def test_components():
+    assert component_of(group("x", "1", category="Tax")) == "tax"
+    assert component_of(group("x", "1", category="Credit")) == "credit"
+    assert component_of(group("x", "1", service="Amazon Elastic Kubernetes Service")) == "core"
+    assert component_of(group("x", "1", scat="Storage")) == "storage"
+    assert component_of(group("x", "1", scat="Databases")) == "other"
+
+
+def test_rules(tmp_path):
+    org = small_org(tmp_path)
+    data = ingested(
+        group("111100000000", "10.00", "alpha"),
+        group("111100000000", "3.00", "ghost"),             # unknown hub on a shared cluster
+        group("111100000000", "1.01"),                       # shared overhead
+        group("222200000000", "7.00", "staging"),            # unknown hub on a dedicated cluster
+        group("222200000000", "2.00"),                       # dedicated overhead
+        group("444400000000", "5.00", "alpha"),              # sub-account no cluster claims
+    )
+    result = attribute(org, data, MonthUsage("m"))
+    assert by(result, hub="alpha-shared", allocation="direct")[0].cost == D("10.00")
+    assert by(result, allocation=UNATTRIBUTED, cluster="shared")[0].cost == D("3.00")
+    assert sorted(a.cost for a in by(result, allocation="shared")) == [D("0.50"), D("0.51")]
+    assert {a.community for a in by(result, cluster="alpha-dedicated")} == {"alpha"}
+    assert by(result, allocation=UNATTRIBUTED, cluster=None)[0].cost == D("5.00")
+    rows = reconcile(data, result)
+    assert rows[0].input_total == D("28.01") and rows[0].unattributed == D("8.00") and rows[0].difference == 0
+
+
+@pytest.mark.parametrize("rule,usage,expected", [
+    ("usage", {"alpha-shared": D("30"), "beta-shared": D("10")}, {"alpha-shared": D("75.00"), "beta-shared": D("25.00")}),
+    ("usage", {}, {"alpha-shared": D("50.00"), "beta-shared": D("50.00")}),   # all weights zero: even fallback
+    ("direct_cost", {}, {"alpha-shared": D("80.00"), "beta-shared": D("20.00")}),
+    ("even", {"alpha-shared": D("30")}, {"alpha-shared": D("50.00"), "beta-shared": D("50.00")}),
+])
+def test_split_rules(tmp_path, rule, usage, expected):
+    data = small_org_data()
+    data["clusters"][0]["split"] = {"rule": rule}
+    org = parse_organization(data, "o.yaml", tmp_path)
+    groups = ingested(group("111100000000", "40.00", "alpha"), group("111100000000", "10.00", "beta"),
+                      group("111100000000", "100.00"))
+    result = attribute(org, groups, MonthUsage("GiB-hours", by_hub=usage))
+    shared = {a.hub: a.cost for a in by(result, allocation="shared")}
+    assert shared == expected
+    if not usage and rule == "usage":
+        assert "fallback" in by(result, allocation="shared")[0].note
+
+
+def test_reconcile_fails_loudly_when_something_is_lost(tmp_path):
+    org = small_org(tmp_path)
+    data = ingested(group("111100000000", "10.00", "alpha"), group("222200000000", "2.00"))
+    result = attribute(org, data, MonthUsage("m"))
+    with pytest.raises(ReconciliationError, match="difference 2.00"):
+        reconcile(data, result[:1])
