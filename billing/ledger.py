@@ -25,10 +25,11 @@ from typing import Iterable
 from sqlalchemy import (Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Text, TypeDecorator,
                         create_engine, delete, event, select)
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from billing.config import Organization
-from billing.errors import FinalizedInvoiceChanged, InputError
+from billing.errors import BillingError, FinalizedInvoiceChanged, InputError
 from billing.money import ZERO, round_money
 from billing.months import Month
 from pricing_models import Charge
@@ -320,6 +321,15 @@ def record_month(engine: Engine, org: Organization, month: Month, invoices: list
                  finalize: bool, now: dt.datetime | None = None) -> MonthRecord:
     """Store a month's invoices: finalize (taking numbers) or keep as drafts. All or nothing."""
     now = now or dt.datetime.now(dt.timezone.utc)
+    try:
+        return _record_month(engine, org, month, invoices, finalize, now)
+    except IntegrityError:
+        raise BillingError(f"{month}: another run finalized invoices for this month at the same time; "
+                           "nothing was changed by this run: run it again to see the result") from None
+
+
+def _record_month(engine: Engine, org: Organization, month: Month, invoices: list[Invoice], finalize: bool,
+                  now: dt.datetime) -> MonthRecord:
     result = MonthRecord(str(month))
     with Session(engine) as session, session.begin():
         finalized = {(r.party_kind, r.party_id): r for r in session.scalars(
