@@ -74,3 +74,32 @@ def test_amounts_exact_on_both_backends(tmp_path, ledger_url):
     assert line.amount_exact == D("0.123456789012345678") and line.amount == D("0.12")
     assert out.invoices[0].issue_date == dt.date(2022, 6, 1) and out.invoices[0].due_date == dt.date(2022, 7, 1)
     engine.dispose()
+
+
+def test_concurrent_runs_never_duplicate_or_skip_numbers(tmp_path, ledger_url):
+    import threading
+
+    from billing.errors import BillingError
+
+    org = small_org(tmp_path)
+    engine = ledger.open_ledger(ledger_url)
+    record(engine, org, Month(2022, 1))
+    barrier, outcomes = threading.Barrier(4), []
+
+    def worker():
+        barrier.wait()
+        try:
+            outcomes.append(record(engine, org, Month(2022, 2)).created)
+        except BillingError as err:
+            outcomes.append(str(err))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    created = [o for o in outcomes if isinstance(o, list) and o]
+    assert created == [["TST-2022-0004", "TST-2022-0005", "TST-2022-0006"]]
+    numbers = sorted(i.number for m in ("2022-01", "2022-02") for i in ledger.month_invoices(engine, m))
+    assert numbers == [f"TST-2022-{n:04d}" for n in range(1, 7)]
+    engine.dispose()
