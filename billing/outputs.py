@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 from billing.attribution import AttributedCost, ReconciliationRow
 from billing.ledger import Invoice
 from billing.money import ZERO
-from billing.sources.base import atomic_write_bytes
+from billing.fileio import atomic_write_bytes
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

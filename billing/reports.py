@@ -10,7 +10,7 @@ from pathlib import Path
 from billing.ledger import Invoice
 from billing.money import ZERO
 from billing.outputs import write_csv
-from billing.sources.base import atomic_write_bytes
+from billing.fileio import atomic_write_bytes
 
 FEE_KINDS = {"fee", "uplift", "usage"}
 CLOUD_KINDS = {"cloud", "markup"}

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from billing.errors import SourceError
+from billing.fileio import atomic_write_bytes  # noqa: F401  (re-exported for connectors)
 from billing.money import to_decimal
 from billing.months import Month
 
@@ -89,21 +89,6 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that a crash leaves either the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---- normalizing what a connector returns -------------------------------------------

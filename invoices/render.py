@@ -1,0 +1,365 @@
+"""Render an `InvoiceDocument` to HTML and to a PDF with WeasyPrint.
+
+Public API (what the pipeline calls):
+
+- `render_html(doc, locale)` -> the invoice as an HTML string;
+- `render_pdf(doc, path, locale)` -> writes the PDF atomically;
+- `render_many(jobs, workers, locale)` -> many PDFs in parallel processes.
+
+Safety:
+
+- Jinja2 autoescapes everything, so names and addresses from the data are
+  text, never markup; undefined template variables are errors.
+- WeasyPrint only ever reads files inside `invoices/templates/`
+  (`TemplateOnlyFetcher`). Any other URL (http, https, ftp, data:, a file
+  outside the folder, a symlink that leads out of it) stops the rendering
+  with `RenderError`: fail closed, nothing is fetched.
+- Amounts are never re-rounded here: every amount must already be a whole
+  number of the currency's minor unit, and the lines must add up to the
+  subtotal, or the document is refused.
+"""
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import mimetypes
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+from urllib.parse import unquote, urlsplit
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_currency, format_decimal, get_currency_name, is_currency
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
+
+from billing.documents import DocumentLine, InvoiceDocument
+from billing.errors import BillingError
+from billing.fileio import atomic_write_bytes
+from billing.money import currency_quantum
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATE_NAME = "invoice.html.j2"
+
+DRAFT_LABEL = "DRAFT \u2014 not a valid invoice"
+
+
+class RenderError(BillingError):
+    """An invoice could not be rendered; the message names the invoice."""
+
+
+class RefusedURL(ValueError):
+    """The URL fetcher refused a URL outside the templates folder."""
+
+
+# ---- the URL fetcher ---------------------------------------------------------------------
+
+# Imported lazily: WeasyPrint loads Pango/HarfBuzz through cffi, which takes
+# a moment, and `render_html` does not need it.
+_fetcher_class = None
+
+
+def _weasyprint():
+    import weasyprint
+    from weasyprint import urls
+
+    return weasyprint, urls
+
+
+def _check_template_url(url: str, root: Path) -> Path:
+    """The real path of a `file:` URL inside `root`, or raise `RefusedURL`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise RefusedURL(f"malformed URL refused: {url!r}") from exc
+    if parts.scheme.lower() != "file":
+        raise RefusedURL(f"only files from the invoice templates folder may be loaded; refused {url!r}")
+    if parts.netloc not in ("", "localhost"):
+        raise RefusedURL(f"file URL with a host refused: {url!r}")
+    raw = unquote(parts.path)
+    if not raw or "\x00" in raw or "\\" in raw:
+        raise RefusedURL(f"malformed file URL refused: {url!r}")
+    if ".." in PurePosixPath(raw).parts:
+        raise RefusedURL(f"'..' in a file URL refused: {url!r}")
+    real = Path(os.path.realpath(raw))  # follows every symlink
+    if real == root or not real.is_relative_to(root):
+        raise RefusedURL(f"file outside the invoice templates folder refused: {url!r}")
+    if not real.is_file():
+        raise RefusedURL(f"not a file in the invoice templates folder: {url!r}")
+    return real
+
+
+def make_url_fetcher(root: Path = TEMPLATES_DIR):
+    """A WeasyPrint URL fetcher that serves only regular files under `root`.
+
+    WeasyPrint 70 takes a `weasyprint.urls.URLFetcher` instance whose `fetch`
+    method is overridden. `fail_on_errors=True` makes a refused URL stop the
+    rendering instead of being skipped with a warning. Every URL asked for is
+    recorded in `.requested`, every refused one in `.refused`.
+    """
+    global _fetcher_class
+    if _fetcher_class is None:
+        _, urls = _weasyprint()
+
+        class TemplateOnlyFetcher(urls.URLFetcher):
+            def __init__(self, root: Path):
+                super().__init__(allowed_protocols=("file",), allow_redirects=False,
+                                 fail_on_errors=True, timeout=1)
+                self.root = Path(os.path.realpath(root))
+                self.requested: list[str] = []
+                self.refused: list[str] = []
+
+            def fetch(self, url, headers=None):  # noqa: ARG002 - WeasyPrint's signature
+                self.requested.append(url)
+                try:
+                    path = _check_template_url(url, self.root)
+                except RefusedURL:
+                    self.refused.append(url)
+                    raise
+                content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                return urls.URLFetcherResponse(
+                    urls.path2url(str(path)), body=path.read_bytes(),
+                    headers={"Content-Type": content_type})
+
+        _fetcher_class = TemplateOnlyFetcher
+    return _fetcher_class(root)
+
+
+# ---- HTML --------------------------------------------------------------------------------
+
+
+def _locale(ctx) -> str:
+    return ctx["locale"]
+
+
+@pass_context
+def _money(ctx, amount: Decimal) -> str:
+    """An amount in the invoice currency, with the currency's own decimals."""
+    return format_currency(amount, ctx["doc"].currency, locale=_locale(ctx))
+
+
+@pass_context
+def _unit_price(ctx, amount: Decimal) -> str:
+    """A unit price: at least the currency's decimals, more if the price has them (no rounding)."""
+    return format_currency(amount.normalize(), ctx["doc"].currency, locale=_locale(ctx),
+                           decimal_quantization=False)
+
+
+@pass_context
+def _quantity(ctx, value: Decimal) -> str:
+    """A quantity, exactly as given (babel would otherwise round to 3 decimals)."""
+    return format_decimal(value, locale=_locale(ctx), decimal_quantization=False)
+
+
+@pass_context
+def _date(ctx, value: dt.date) -> str:
+    return format_date(value, format="long", locale=_locale(ctx))
+
+
+def _build_env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(money=_money, unit_price=_unit_price, quantity=_quantity, date=_date)
+    return env
+
+
+_ENV = _build_env()
+
+
+def invoice_label(doc: InvoiceDocument) -> str:
+    """How errors and logs name an invoice: its number, or what identifies a draft."""
+    if doc.number and not doc.is_draft:
+        return f"invoice {doc.number}"
+    ref = doc.reference or doc.bill_to.id
+    return f"draft invoice {ref} ({doc.bill_to.name}, {doc.period_label})"
+
+
+def _check_document(doc: InvoiceDocument, locale: str) -> None:
+    """Refuse what must never be printed on an invoice."""
+    try:
+        Locale.parse(locale)
+    except (UnknownLocaleError, ValueError, TypeError) as exc:
+        raise RenderError(f"{invoice_label(doc)}: unknown locale {locale!r}") from exc
+    if not is_currency(doc.currency):
+        raise RenderError(f"{invoice_label(doc)}: unknown currency {doc.currency!r}")
+    quantum = currency_quantum(doc.currency)
+
+    def check_amount(what: str, amount: object) -> None:
+        if not isinstance(amount, Decimal) or not amount.is_finite():
+            raise RenderError(f"{invoice_label(doc)}: {what} is not a finite Decimal: {amount!r}")
+        if amount % quantum != 0:
+            raise RenderError(f"{invoice_label(doc)}: {what} {amount} is not rounded to the "
+                              f"{doc.currency} minor unit {quantum}")
+
+    for i, line in enumerate(doc.lines, 1):
+        check_amount(f"line {i} ({line.description!r}) amount", line.amount)
+        for name in ("quantity", "unit_price"):
+            value = getattr(line, name)
+            if value is not None and (not isinstance(value, Decimal) or not value.is_finite()):
+                raise RenderError(f"{invoice_label(doc)}: line {i} {name} is not a finite Decimal: {value!r}")
+    check_amount("subtotal", doc.subtotal)
+    check_amount("total", doc.total)
+    lines_sum = sum((line.amount for line in doc.lines), Decimal(0))
+    if lines_sum != doc.subtotal:
+        raise RenderError(f"{invoice_label(doc)}: lines add up to {lines_sum} but the subtotal is "
+                          f"{doc.subtotal} {doc.currency}")
+
+
+def _details(line: DocumentLine) -> list[tuple[str, str]]:
+    return [(label, value) for label, value in
+            (("Hub", line.hub), ("Cluster", line.cluster), ("Component", line.component)) if value]
+
+
+def _context(doc: InvoiceDocument, locale: str) -> dict:
+    draft = doc.is_draft or doc.number is None
+    if draft:
+        title = f"Draft invoice {doc.reference or doc.bill_to.id} \u2014 {doc.bill_to.name} \u2014 {doc.period_label}"
+    else:
+        title = f"Invoice {doc.number}"
+    sections = [
+        {"name": name, "lines": [{"line": l, "details": _details(l)} for l in lines], "subtotal": subtotal}
+        for name, lines, subtotal in doc.sections()
+    ]
+    return {
+        "doc": doc,
+        "issuer": doc.issuer,
+        "bill_to": doc.bill_to,
+        "locale": locale,
+        "lang": locale.replace("_", "-"),
+        "draft": draft,
+        "draft_label": DRAFT_LABEL,
+        "title": title,
+        "sections": sections,
+        "currency_name": get_currency_name(doc.currency, locale=locale),
+        "has_quantities": any(l.quantity is not None for l in doc.lines),
+        "has_unit_prices": any(l.unit_price is not None for l in doc.lines),
+    }
+
+
+def render_html(doc: InvoiceDocument, locale: str = "en_US") -> str:
+    """The invoice as a self-contained HTML page (its CSS and logo are relative to the templates folder)."""
+    _check_document(doc, locale)
+    return _ENV.get_template(TEMPLATE_NAME).render(**_context(doc, locale))
+
+
+# ---- PDF ---------------------------------------------------------------------------------
+
+
+# Serializes WeasyPrint calls in one process (they hold the GIL anyway) so
+# the SOURCE_DATE_EPOCH swap below is never seen by a concurrent render.
+_RENDER_LOCK = threading.Lock()
+
+
+@contextmanager
+def _font_timestamp(source_date: dt.date | None):
+    """Pin the timestamp that fontTools writes into every embedded font subset.
+
+    Without libharfbuzz-subset, WeasyPrint subsets fonts with fontTools,
+    which stamps each subset's `head.modified` with the current time, so two
+    renders a second apart differ in bytes. fontTools honours
+    SOURCE_DATE_EPOCH (reproducible-builds.org); set it to the invoice's
+    issue date for the duration of the render, then restore it.
+    """
+    with _RENDER_LOCK:
+        if source_date is None:
+            yield
+            return
+        saved = os.environ.get("SOURCE_DATE_EPOCH")
+        os.environ["SOURCE_DATE_EPOCH"] = str(calendar.timegm(source_date.timetuple()))
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop("SOURCE_DATE_EPOCH", None)
+            else:
+                os.environ["SOURCE_DATE_EPOCH"] = saved
+
+
+def html_to_pdf_bytes(html: str, fetcher=None, source_date: dt.date | None = None) -> bytes:
+    """Lay out `html` (base URL: the templates folder) with the template-only fetcher.
+
+    A refused URL raises `RenderError` naming it; nothing outside the
+    templates folder is ever read. `source_date` pins the embedded fonts'
+    timestamps so the same HTML gives the same bytes.
+    """
+    weasyprint, urls = _weasyprint()
+    if fetcher is None:
+        fetcher = make_url_fetcher()
+    try:
+        with _font_timestamp(source_date):
+            document = weasyprint.HTML(string=html, base_url=str(TEMPLATES_DIR) + os.sep, url_fetcher=fetcher)
+            return document.write_pdf()
+    except urls.FatalURLFetchingError as exc:  # a BaseException in WeasyPrint: turn it into an error
+        cause = exc.__cause__ or exc
+        raise RenderError(f"refused to load a resource while rendering: {cause}") from exc
+
+
+def render_pdf(doc: InvoiceDocument, path: Path, locale: str = "en_US") -> None:
+    """Render `doc` to a PDF at `path`, atomically (a crash leaves the old file or the new one)."""
+    html = render_html(doc, locale)
+    try:
+        data = html_to_pdf_bytes(html, source_date=doc.issue_date)
+    except RenderError as exc:
+        raise RenderError(f"{invoice_label(doc)}: {exc}") from exc
+    atomic_write_bytes(Path(path), data)
+
+
+def _render_job(doc: InvoiceDocument, path: Path, locale: str) -> None:
+    render_pdf(doc, path, locale)
+
+
+def render_many(jobs: Iterable[tuple[InvoiceDocument, Path]], workers: int | None = None,
+                locale: str = "en_US") -> None:
+    """Render many invoices, in parallel processes when there is more than one.
+
+    Every job is attempted; if any failed, one `RenderError` names each
+    failed invoice and its path (the first failure is the `__cause__`).
+    Workers are started with "spawn", so they are safe to start from a
+    process that runs threads (Prefect, a web server).
+    """
+    jobs = [(doc, Path(path)) for doc, path in jobs]
+    if not jobs:
+        return
+    targets: dict[Path, str] = {}
+    for doc, path in jobs:
+        key = Path(os.path.abspath(path))
+        if key in targets:
+            raise ValueError(f"two invoices would be written to {path}: {targets[key]} and {invoice_label(doc)}")
+        targets[key] = invoice_label(doc)
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    workers = min(workers, len(jobs))
+
+    failures: list[tuple[InvoiceDocument, Path, BaseException]] = []
+    if workers == 1:
+        for doc, path in jobs:
+            try:
+                _render_job(doc, path, locale)
+            except Exception as exc:
+                failures.append((doc, path, exc))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(_render_job, doc, path, locale) for doc, path in jobs]
+            for (doc, path), future in zip(jobs, futures):
+                try:
+                    future.result()
+                except Exception as exc:  # includes BrokenProcessPool if a worker died
+                    failures.append((doc, path, exc))
+    if failures:
+        lines = [f"{invoice_label(doc)} -> {path}: {type(exc).__name__}: {exc}" for doc, path, exc in failures]
+        raise RenderError(f"{len(failures)} of {len(jobs)} invoice(s) failed to render:\n  "
+                          + "\n  ".join(lines)) from failures[0][2]
