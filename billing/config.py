@@ -98,7 +98,6 @@ class AwsCostExplorerSource(Frozen):
     type: Literal["aws_cost_explorer"]
     metric: Literal["UnblendedCost", "NetUnblendedCost", "AmortizedCost", "BlendedCost"] = "UnblendedCost"
     region: str = "us-east-1"
-    allow_estimated: bool = False
 
 
 class AwsFocusS3Source(Frozen):
