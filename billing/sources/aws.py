@@ -44,8 +44,7 @@ A group key "2i2c:hub-name$staging" gives Tags {"2i2c:hub-name": "staging"};
 "2i2c:hub-name$" (nothing after "$") is untagged cost and gives Tags {}.
 `Estimated: true` marks the rows x_Estimated. The connector does not refuse
 such a month: the pipeline does, when finalizing (unless --draft or
---allow-estimated), so previews of the running month still work. The
-source's `allow_estimated` setting is therefore not read here.
+--allow-estimated), so previews of the running month still work.
 
 FOCUS export in S3 (`FocusExportS3`)
 ------------------------------------
