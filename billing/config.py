@@ -21,6 +21,9 @@ from billing.money import to_decimal
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+# <project>.<dataset>.gcp_billing_export[_resource]_v1_<ACCOUNT>: a table name cannot be a query parameter.
+GCP_EXPORT_TABLE_PATTERN = (r"^[a-z][a-z0-9-]{4,28}[a-z0-9]\.[A-Za-z0-9_]{1,1024}"
+                            r"\.gcp_billing_export_(resource_)?v1_[A-Z0-9_]+$")
 
 
 def _decimal(value: Any) -> Decimal:
@@ -88,7 +91,7 @@ class GcpBigQuerySource(Frozen):
     """The BigQuery billing export (standard or detailed table)."""
 
     type: Literal["gcp_bigquery"]
-    table: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]\.[A-Za-z0-9_]{1,1024}\.gcp_billing_export_(resource_)?v1_[A-Z0-9_]+$")]
+    table: Annotated[str, Field(pattern=GCP_EXPORT_TABLE_PATTERN)]
     location: str | None = None
 
 
