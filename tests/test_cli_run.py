@@ -106,3 +106,17 @@ def test_spreadsheet_formulas_are_neutralized(tmp_path):
     assert safe_cell(D("-1.50")) == D("-1.50")
     write_csv(tmp_path / "x.csv", ["a", "b"], [["+SUM(A1)", D("-2.5")]])
     assert (tmp_path / "x.csv").read_text() == "a,b\n'+SUM(A1),-2.50\n"
+
+
+def test_sources_check_says_which_source_works_and_why_not(org_path, capsys):
+    assert main(["sources", "check", "--org", str(org_path), "--month", "2022-01", "--out", str(org_path.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "ok   shared" in out and "4 row(s) for 2022-01" in out
+    data = yaml.safe_load(org_path.read_text())
+    data["clusters"][1]["source"]["path"] = "nowhere/*.csv"
+    data["clusters"][0]["sub_accounts"] = ["555500000000"]
+    org_path.write_text(yaml.safe_dump(data))
+    assert main(["sources", "check", "--org", str(org_path), "--month", "2022-01", "--out", str(org_path.parent)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL shared" in out and "no 2022-01 row for sub-account(s) 555500000000" in out
+    assert "FAIL alpha-dedicated" in out and "no file matches 'nowhere/*.csv'" in out

@@ -47,8 +47,25 @@ class FocusFiles:
                          cost_column=self.cluster.source.cost_column)
 
     def check(self, month: Month) -> CheckResult:
+        """Read the month's rows of this cluster's sub-accounts: how many, how much, how many carry the hub tag."""
+        from billing.ingest import aggregate_files  # late: ingest imports this package
+
         try:
             files = self.fetch(month)
+            groups, _ = aggregate_files(files, month, (self.cluster.hub_tag,))
         except InputError as err:
             return CheckResult(self.cluster.id, "focus", False, str(err))
-        return CheckResult(self.cluster.id, "focus", True, f"{len(files.paths)} {files.format} file(s)")
+        mine = [g for g in groups if g.provider == self.cluster.provider and g.sub_account in self.cluster.sub_accounts]
+        if not mine:
+            return CheckResult(self.cluster.id, "focus", False,
+                               f"{len(files.paths)} {files.format} file(s) but no {month} row for sub-account(s) "
+                               f"{', '.join(self.cluster.sub_accounts)} of provider {self.cluster.provider}")
+        rows = sum(g.rows for g in mine)
+        tagged = sum(g.rows for g in mine if g.tags[0] is not None)
+        totals = {}
+        for g in mine:
+            totals[g.currency] = totals.get(g.currency, 0) + g.cost
+        money = ", ".join(f"{format(t.normalize(), ',f')} {c}" for c, t in sorted(totals.items()))
+        warnings = () if tagged else (f"no row carries the hub tag {self.cluster.hub_tag!r}",)
+        return CheckResult(self.cluster.id, "focus", True,
+                           f"{rows} row(s) for {month}, {money}; {tagged} tagged with {self.cluster.hub_tag}", warnings)
