@@ -65,7 +65,7 @@ class FocusFiles:
         totals = {}
         for g in mine:
             totals[g.currency] = totals.get(g.currency, 0) + g.cost
-        money = ", ".join(f"{format(t.normalize(), ',f')} {c}" for c, t in sorted(totals.items()))
+        money = ", ".join(f"{t:,.2f} {c}" for c, t in sorted(totals.items()))  # display only
         warnings = () if tagged else (f"no row carries the hub tag {self.cluster.hub_tag!r}",)
         return CheckResult(self.cluster.id, "focus", True,
                            f"{rows} row(s) for {month}, {money}; {tagged} tagged with {self.cluster.hub_tag}", warnings)
