@@ -7,7 +7,8 @@ Rules, in order, for each aggregated cost group:
 3. A tag value that names no hub: on a dedicated cluster the cost still
    belongs to the cluster's community; on a shared cluster it is unattributed
    (someone must say whose hub that is).
-4. Untagged cost (overhead: core nodes, networking, storage, tax, credits):
+4. Untagged cost, or cost tagged with a system namespace such as kube-system
+   (overhead: core nodes, networking, storage, tax, credits):
    on a dedicated cluster it goes to the community ("cluster"); on a shared
    cluster it is split among the cluster's hubs by the configured rule
    ("shared"): usage measure, even, or each hub's direct cost. When every
@@ -116,6 +117,8 @@ def attribute(org: Organization, ingested: IngestedMonth, usage: MonthUsage) -> 
                                          cost=g.cost, note=why))
             continue
         tag = ingested.tag(g, cluster.hub_tag)
+        if tag in cluster.overhead_tag_values:
+            tag = None  # a system namespace: the cluster's own overhead
         hub = hubs_by_sub.get((cluster.id, g.sub_account)) or (hubs_by_tag.get((cluster.id, tag)) if tag else None)
         if hub is not None:
             result.append(AttributedCost(**base, cluster=cluster.id, hub=hub.id, community=hub.community,

@@ -142,6 +142,8 @@ class Cluster(Frozen):
     tenancy: Literal["dedicated", "shared"]
     community: Identifier | None = None
     hub_tag: str = Field(description="tag / label key whose value names the hub")
+    # Tag values that are the cluster's own system namespaces, not hubs: their cost is overhead.
+    overhead_tag_values: tuple[str, ...] = ("kube-system", "support")
     split: SplitRule | None = None
     source: CostSourceConfig
 

@@ -38,7 +38,8 @@ def test_rules(tmp_path):
     data = ingested(
         group("111100000000", "10.00", "alpha"),
         group("111100000000", "3.00", "ghost"),             # unknown hub on a shared cluster
-        group("111100000000", "1.01"),                       # shared overhead
+        group("111100000000", "1.00"),                       # shared overhead
+        group("111100000000", "0.01", "kube-system"),        # a system namespace is overhead too
         group("222200000000", "7.00", "staging"),            # unknown hub on a dedicated cluster
         group("222200000000", "2.00"),                       # dedicated overhead
         group("444400000000", "5.00", "alpha"),              # sub-account no cluster claims

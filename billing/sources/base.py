@@ -269,7 +269,7 @@ _SERVICE_CATEGORY_WORDS = (
     ("container", "Compute"), ("lambda", "Compute"), ("functions", "Compute"),
     ("storage", "Storage"), ("s3", "Storage"), ("filestore", "Storage"), ("elastic file system", "Storage"),
     ("efs", "Storage"), ("disk", "Storage"), ("backup", "Storage"),
-    ("network", "Networking"), ("nat", "Networking"), ("vpc", "Networking"), ("load balanc", "Networking"),
+    ("network", "Networking"), ("virtual private cloud", "Networking"), ("nat", "Networking"), ("vpc", "Networking"), ("load balanc", "Networking"),
     ("bandwidth", "Networking"), ("data transfer", "Networking"), ("cloud dns", "Networking"), ("route 53", "Networking"),
     ("bigquery", "Analytics"), ("sql", "Databases"), ("database", "Databases"),
     ("monitoring", "Management and Governance"), ("logging", "Management and Governance"),

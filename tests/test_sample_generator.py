@@ -1,0 +1,146 @@
+"""The bundled sample: regenerating it gives the committed files, and it has what the pipeline must handle."""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from billing.config import load_organization
+from billing.sample.generate import FOCUS_COLUMNS, generate
+from billing.sources.base import REQUIRED_FOCUS_COLUMNS
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample"
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory) -> tuple[Path, list[Path]]:
+    out = tmp_path_factory.mktemp("sample")
+    return out, generate(out)
+
+
+@pytest.fixture(scope="module")
+def org():
+    return load_organization(SAMPLE / "org.yaml")
+
+
+def _text(path: Path) -> str:
+    data = path.read_bytes()
+    return (gzip.decompress(data) if path.name.endswith(".gz") else data).decode("utf-8")
+
+
+def _cost_files() -> list[Path]:
+    return sorted((SAMPLE / "data" / "focus").glob("*/*.*"))
+
+
+def _rows(path: Path) -> tuple[list[str], list[dict]]:
+    """Column names and rows of a cost file; every value as text (None for empty/null)."""
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        rows = [{k: (None if v is None else str(v)) for k, v in r.items()} for r in table.to_pylist()]
+        return table.column_names, rows
+    reader = csv.DictReader(io.StringIO(_text(path)))
+    rows = [{k: (v if v != "" else None) for k, v in r.items()} for r in reader]
+    return list(reader.fieldnames or []), rows
+
+
+@pytest.fixture(scope="module")
+def cost_rows() -> dict[Path, list[dict]]:
+    return {p: _rows(p)[1] for p in _cost_files()}
+
+
+def test_regenerating_gives_the_committed_sample(regenerated):
+    out, written = regenerated
+    assert {p.as_posix() for p in written} >= {"org.yaml", "data/usage/daily-usage-2022.csv", "data/usage/mau.csv"}
+    assert len([p for p in written if p.parts[:2] == ("data", "focus")]) == 36   # 3 providers x 12 months
+    for rel in written:
+        fresh, committed = out / rel, SAMPLE / rel
+        assert committed.exists(), f"sample/{rel} is not committed; run python -m billing.sample.generate sample"
+        if rel.suffix == ".parquet":
+            a, b = pq.read_table(fresh), pq.read_table(committed)
+            assert a.schema.equals(b.schema) and a.equals(b), f"sample/{rel} differs from a fresh generation"
+        else:   # text files and gzip (written with mtime 0) are the same bytes on every run
+            assert _text(fresh) == _text(committed), f"sample/{rel} differs from a fresh generation"
+            assert fresh.read_bytes() == committed.read_bytes(), f"sample/{rel}: same content, other bytes"
+
+
+def test_configuration_shape(org):
+    assert len(org.hubs) == 43 and len(org.clusters) == 17
+    assert {c.provider for c in org.clusters} == {"gcp", "aws", "azure"}
+    shared = [c for c in org.clusters if c.tenancy == "shared"]
+    assert len(shared) >= 2 and all(len(org.hubs_of_cluster(c.id)) >= 2 for c in shared)
+    assert {c.split.rule for c in shared} == {"usage", "even", "direct_cost"}
+    assert all(c.community for c in org.clusters if c.tenancy == "dedicated")
+    assert any(h.sub_account for h in org.hubs)
+    grant = [c for c in org.communities if c.funder]
+    assert grant and all(c.pricing_plan == "alpha-2022-grant" for c in grant)
+    assert any("&" in c.name for c in org.communities)
+    assert org.ledger_url is None
+    models = {ch.model for p in org.pricing_plans for ch in p.charges}
+    assert models >= {"cloud_passthrough", "tier_fee", "dedicated_uplift", "graduated_usage", "fixed_fee", "subsidy"}
+
+
+def test_cost_files_are_focus(org):
+    files = _cost_files()
+    assert {p.parent.name for p in files} == {"gcp", "aws", "azure"}
+    assert {p.name.split(".", 1)[1] for p in files} == {"parquet", "csv.gz", "csv"}
+    for path in files:
+        columns, rows = _rows(path)
+        assert set(columns) >= set(REQUIRED_FOCUS_COLUMNS) | set(FOCUS_COLUMNS), path
+        assert rows, path
+        for row in rows:
+            assert row["BilledCost"] is not None, path
+            Decimal(row["BilledCost"])   # a decimal number
+            assert row["BillingCurrency"] == "USD"
+            assert row["ChargeCategory"] in ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
+            assert isinstance(json.loads(row["Tags"]), dict)
+        if path.suffix == ".parquet":   # never float money in Parquet
+            schema = pq.read_schema(path)
+            for name in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost"):
+                assert schema.field(name).type == pa.decimal128(38, 10)
+            assert schema.field("BillingPeriodStart").type == pa.timestamp("us", tz="UTC")
+
+
+def test_cost_files_contain_the_edge_cases(org, cost_rows):
+    rows = [r for rs in cost_rows.values() for r in rs]
+    assert any(r["ChargeCategory"] == "Tax" and Decimal(r["BilledCost"]) > 0 for r in rows)
+    assert any(r["ChargeCategory"] == "Credit" and Decimal(r["BilledCost"]) < 0 for r in rows)
+    assert any(r["ChargeClass"] == "Correction" for r in rows)
+
+    provider_of = {"Google Cloud": "gcp", "AWS": "aws", "Microsoft": "azure"}
+    clusters = {(c.provider, s): c for c in org.clusters for s in c.sub_accounts}
+    unclaimed, unknown_hub = set(), set()
+    for r in rows:
+        cluster = clusters.get((provider_of[r["ProviderName"]], r["SubAccountId"]))
+        if cluster is None:
+            unclaimed.add(r["SubAccountId"])
+            continue
+        tag = json.loads(r["Tags"]).get(cluster.hub_tag)
+        known = {h.match_value for h in org.hubs_of_cluster(cluster.id) if h.sub_account is None}
+        if cluster.tenancy == "shared" and tag is not None and tag not in known:
+            unknown_hub.add((cluster.id, tag))
+    assert unclaimed == {"ohc-sandbox"}
+    assert unknown_hub == {("africa", "ghost-workshop")}
+
+
+def test_usage_files_cover_the_hubs(org):
+    shared = {c.id for c in org.clusters if c.tenancy == "shared"}
+    with open(SAMPLE / "data" / "usage" / "daily-usage-2022.csv", newline="") as fh:
+        daily = list(csv.DictReader(fh))
+    assert list(daily[0]) == ["date", "cluster", "hub", "value"]
+    hubs = {h.id: h for h in org.hubs}
+    assert {r["hub"] for r in daily} == {h.id for h in org.hubs if h.cluster in shared}
+    assert all(hubs[r["hub"]].cluster == r["cluster"] and Decimal(r["value"]) >= 0 for r in daily)
+    assert len({r["date"] for r in daily}) == 365
+    with open(SAMPLE / "data" / "usage" / "mau.csv", newline="") as fh:
+        mau = list(csv.DictReader(fh))
+    assert list(mau[0]) == ["month", "hub", "mau"]
+    assert {r["hub"] for r in mau} == set(hubs)
+    assert {r["month"] for r in mau} == {f"2022-{m:02d}" for m in range(1, 13)}
+    assert max(int(r["mau"]) for r in mau) <= 2000
