@@ -10,7 +10,7 @@ from billing.errors import InputError
 from billing.ingest import ingest_month
 from billing.months import Month
 from billing.sources import SnapshotStore
-from helpers import FOCUS_HEADER, focus_row, small_focus_rows, small_org, write_focus_csv
+from helpers import focus_row, small_focus_rows, small_org, write_focus_csv
 
 JAN = Month(2022, 1)
 

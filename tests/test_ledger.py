@@ -8,7 +8,6 @@ from sqlalchemy.orm import Session
 from billing import ledger
 from billing.errors import FinalizedInvoiceChanged
 from billing.months import Month
-from billing.usage import MonthUsage
 from helpers import small_org
 from pricing_models import Charge
 

@@ -246,8 +246,6 @@ def _dimension(key: str, values: Iterable[str]) -> dict:
 class CostExplorer(LiveSource):
     """A cluster's month from Cost Explorer, by account, record type, hub tag and service."""
 
-    sleep = staticmethod(time.sleep)   # tests replace it so retries are instant
-
     def _client(self):
         return make_client("ce", self.cluster.source.region)
 
@@ -444,8 +442,6 @@ class _Manifest:
 
 class FocusExportS3(LiveSource):
     """A cluster's month from the FOCUS export AWS Data Exports writes to S3."""
-
-    sleep = staticmethod(time.sleep)
 
     @property
     def bucket(self) -> str:

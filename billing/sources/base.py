@@ -7,6 +7,7 @@ retries for transient faults, and validation of what it returns.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -185,6 +186,7 @@ class SnapshotStore:
 # ---- retries ------------------------------------------------------------------------
 
 T = TypeVar("T")
+MAX_SERVICE_WAIT = 900.0  # seconds: the longest Retry-After we honour before giving up waiting
 
 
 def with_retries(call: Callable[[], T], *, source: str, is_transient: Callable[[BaseException], float | None],
@@ -209,7 +211,9 @@ def with_retries(call: Callable[[], T], *, source: str, is_transient: Callable[[
             if attempt == attempts:
                 raise SourceError(source, f"gave up after {attempts} attempts: {type(exc).__name__}: {exc}",
                                   transient=True) from None
-            delay = min(max_delay, max(wait_hint, base_delay * 2 ** (attempt - 1) * (1 + random.random() / 4)))
+            backoff = min(max_delay, base_delay * 2 ** (attempt - 1) * (1 + random.random() / 4))
+            # What the service asked for wins over our backoff, up to a hard ceiling.
+            delay = min(MAX_SERVICE_WAIT, max(wait_hint, backoff))
             log.warning("%s: transient error (%s), retrying in %.1fs (attempt %d of %d)",
                         source, type(exc).__name__, delay, attempt, attempts)
             sleep(delay)
@@ -217,6 +221,12 @@ def with_retries(call: Callable[[], T], *, source: str, is_transient: Callable[[
 
 
 # ---- the base of live connectors ----------------------------------------------------
+
+
+def month_is_open(month: Month, today: dt.date | None = None) -> bool:
+    """A month that has not ended yet (UTC): a cloud's figures for it are estimates."""
+    return (today or dt.datetime.now(dt.timezone.utc).date()) < month.end
+
 
 
 @dataclass
@@ -229,6 +239,8 @@ class LiveSource:
     label: str = field(default="", init=False)
 
     kind: str = field(default="live", init=False)
+    # How retries wait; tests pass a recorder so they are instant.
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, kw_only=True)
 
     def __post_init__(self) -> None:
         self.label = f"cluster {self.cluster.id!r} ({self.cluster.source.type})"
@@ -252,6 +264,10 @@ class LiveSource:
             return CheckResult(self.cluster.id, self.cluster.source.type, False, str(err))
         return CheckResult(self.cluster.id, self.cluster.source.type, True, detail, tuple(warnings))
 
+    def retry(self, call: Callable[[], T], is_transient: Callable[[BaseException], float | None], **kwargs) -> T:
+        """`with_retries` with this source's label and sleep."""
+        return with_retries(call, source=self.label, is_transient=is_transient, sleep=self.sleep, **kwargs)
+
     # subclasses --------------------------------------------------------------------
     def fetch_records(self, month: Month) -> Iterable[dict[str, Any]]:
         raise NotImplementedError
@@ -265,6 +281,9 @@ class LiveSource:
 
 _SERVICE_CATEGORY_WORDS = (
     # (word in the lower-cased service name, FOCUS ServiceCategory); first match wins
+    ("azure files", "Storage"), ("netapp", "Storage"), ("reserved vm", "Compute"),
+    ("azure monitor", "Management and Governance"), ("ip addresses", "Networking"), ("azure dns", "Networking"),
+    ("front door", "Networking"), ("key vault", "Security"),
     ("kubernetes", "Compute"), ("compute", "Compute"), ("ec2", "Compute"), ("virtual machines", "Compute"),
     ("container", "Compute"), ("lambda", "Compute"), ("functions", "Compute"),
     ("storage", "Storage"), ("s3", "Storage"), ("filestore", "Storage"), ("elastic file system", "Storage"),

@@ -27,9 +27,8 @@ import contextlib
 import datetime as dt
 import logging
 import re
-import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -43,7 +42,7 @@ from billing.config import GCP_EXPORT_TABLE_PATTERN
 from billing.errors import SourceError
 from billing.money import round_money, to_decimal
 from billing.months import Month
-from billing.sources.base import LiveSource, service_category, with_retries
+from billing.sources.base import LiveSource, month_is_open, service_category
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +135,6 @@ def checked_table(table: str, source: str) -> str:
 class BigQueryExport(LiveSource):
     """A GCP cluster's monthly spend, from the billing export in BigQuery."""
 
-    # How retries wait; tests pass a recorder so that they are instant.
-    retry_sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     # ---- the client factory: the only place that creates SDK clients -------------------
 
@@ -214,7 +211,7 @@ class BigQueryExport(LiveSource):
 
     def _call(self, call: Callable[[], Any], api: str) -> Any:
         try:
-            return with_retries(call, source=self.label, is_transient=transient_wait, sleep=self.retry_sleep)
+            return self.retry(call, transient_wait)
         except SourceError:
             raise
         except Exception as exc:  # noqa: BLE001 - every SDK failure becomes an actionable SourceError
@@ -262,13 +259,9 @@ class BigQueryExport(LiveSource):
             "BilledCost": cost,
             "BillingCurrency": currency,
             "Tags": {} if hub is None else {self.cluster.hub_tag: hub},
-            "x_Estimated": not self.month_is_over(month),
+            "x_Estimated": month_is_open(month),
         }
 
-    @staticmethod
-    def month_is_over(month: Month) -> bool:
-        """Figures for a month still running are estimates (the invoice is not issued yet)."""
-        return dt.datetime.now(dt.timezone.utc).date() >= month.end
 
     # ---- projects nobody bills -----------------------------------------------------
 
