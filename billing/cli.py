@@ -90,8 +90,7 @@ def _say(result, draft: bool) -> None:
 
 
 def _run_months(args, months) -> int:
-    from billing.errors import FinalizedInvoiceChanged, SourceError
-    from billing.pipeline import run_month
+    from billing.pipeline import MONTH_FAILURES, month_failure, run_month
 
     org, opts = _org(args), _options(args)
     if args.prefect:
@@ -113,10 +112,10 @@ def _run_months(args, months) -> int:
                 progress.update(task, description=f"Invoicing {month}")
             try:
                 _say(run_month(org, month, opts), opts.draft)
-            except (FinalizedInvoiceChanged, SourceError) as err:
+            except MONTH_FAILURES as err:
                 # One month failing must not stop a backfill; it is reported and the run exits non-zero.
-                failures.append(str(err))
-                print(f"error: {err}", file=sys.stderr)
+                failures.append(month_failure(month, err))
+                print(f"error: {failures[-1]}", file=sys.stderr)
             if progress:
                 progress.advance(task)
     if failures and len(months) > 1:

@@ -113,6 +113,16 @@ class LineRow(Base):
     details: Mapped[str] = mapped_column(Text, default="{}")
 
 
+class InputManifestRow(Base):
+    """What a month's invoices were computed from: each source's files or snapshot and their content hashes."""
+
+    __tablename__ = "input_manifests"
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)   # = invoices.data_fingerprint
+    month: Mapped[str] = mapped_column(String(7), index=True)
+    sources: Mapped[str] = mapped_column(Text)                             # JSON list
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
 class SequenceRow(Base):
     __tablename__ = "invoice_sequences"
     year: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -318,18 +328,21 @@ def describe_change(old: Invoice | None, new: Invoice | None) -> str:
 
 
 def record_month(engine: Engine, org: Organization, month: Month, invoices: list[Invoice], *,
-                 finalize: bool, now: dt.datetime | None = None) -> MonthRecord:
-    """Store a month's invoices: finalize (taking numbers) or keep as drafts. All or nothing."""
+                 finalize: bool, now: dt.datetime | None = None, inputs: list[dict] | None = None) -> MonthRecord:
+    """Store a month's invoices: finalize (taking numbers) or keep as drafts. All or nothing.
+
+    `inputs` describes the data they were computed from (kept once per fingerprint).
+    """
     now = now or dt.datetime.now(dt.timezone.utc)
     try:
-        return _record_month(engine, org, month, invoices, finalize, now)
+        return _record_month(engine, org, month, invoices, finalize, now, inputs or [])
     except IntegrityError:
         raise BillingError(f"{month}: another run finalized invoices for this month at the same time; "
                            "nothing was changed by this run: run it again to see the result") from None
 
 
 def _record_month(engine: Engine, org: Organization, month: Month, invoices: list[Invoice], finalize: bool,
-                  now: dt.datetime) -> MonthRecord:
+                  now: dt.datetime, inputs: list[dict]) -> MonthRecord:
     result = MonthRecord(str(month))
     with Session(engine) as session, session.begin():
         finalized = {(r.party_kind, r.party_id): r for r in session.scalars(
@@ -343,6 +356,10 @@ def _record_month(engine: Engine, org: Organization, month: Month, invoices: lis
         if changes and finalized:
             raise FinalizedInvoiceChanged(str(month), changes)
         session.execute(delete(InvoiceRow).where(InvoiceRow.month == str(month), InvoiceRow.status == "draft"))
+        for fingerprint in {i.data_fingerprint for i in invoices}:
+            if session.get(InputManifestRow, fingerprint) is None:
+                session.add(InputManifestRow(fingerprint=fingerprint, month=str(month), created_at=now,
+                                             sources=json.dumps(inputs, sort_keys=True)))
         for party, inv in new_by_party.items():
             if party in finalized:
                 result.unchanged.append(finalized[party].number)
@@ -365,6 +382,13 @@ def month_invoices(engine: Engine, month: str) -> list[Invoice]:
     with Session(engine) as session:
         rows = session.scalars(select(InvoiceRow).where(InvoiceRow.month == month).order_by(InvoiceRow.id)).all()
         return [_from_row(r) for r in rows]
+
+
+def input_manifest(engine: Engine, fingerprint: str) -> list[dict] | None:
+    """The sources, files and hashes behind invoices with this data fingerprint."""
+    with Session(engine) as session:
+        row = session.get(InputManifestRow, fingerprint)
+        return None if row is None else json.loads(row.sources)
 
 
 def all_finalized(engine: Engine) -> list[Invoice]:

@@ -16,7 +16,7 @@ from billing import ledger as ledger_mod
 from billing.attribution import UNATTRIBUTED, AttributedCost, ReconciliationRow, attribute, reconcile
 from billing.config import Organization
 from billing.documents import document_for
-from billing.errors import InputError
+from billing.errors import FinalizedInvoiceChanged, InputError, SourceError
 from billing.ingest import IngestedMonth, ingest_month
 from billing.ledger import Invoice, MonthRecord
 from billing.money import ZERO
@@ -56,6 +56,18 @@ class MonthResult:
     warnings: list[str] = field(default_factory=list)
 
 
+# A month failing for one of these is reported and skipped; a backfill goes on with the next month.
+MONTH_FAILURES = (FinalizedInvoiceChanged, SourceError)
+
+
+def month_failure(month: Month, err: Exception) -> str:
+    """What to tell finance staff when a month could not be invoiced."""
+    if isinstance(err, SourceError):
+        return (f"{month} is incomplete: {err}. No invoice was finalized from partial data; "
+                "run the month again when the source answers.")
+    return str(err)
+
+
 def _identity(fn: Callable) -> Callable:
     return fn
 
@@ -84,7 +96,9 @@ def issue_invoices(org: Organization, month: Month, ingested: IngestedMonth, att
     invoices = ledger_mod.build_invoices(org, month, charges, ingested.fingerprint)
     engine = ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
     try:
-        return ledger_mod.record_month(engine, org, month, invoices, finalize=not opts.draft)
+        inputs = [{"source": s.source, "clusters": list(s.clusters), "paths": list(s.paths),
+                   "fingerprint": s.fingerprint, "rows": s.rows, "estimated": s.estimated} for s in ingested.sources]
+        return ledger_mod.record_month(engine, org, month, invoices, finalize=not opts.draft, inputs=inputs)
     finally:
         engine.dispose()
 

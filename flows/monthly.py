@@ -17,9 +17,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from billing.config import default_organization_path, load_organization
-from billing.errors import FinalizedInvoiceChanged, SourceError
+from billing.errors import SourceError
 from billing.months import Month, month_range
-from billing.pipeline import RunOptions, run_month, write_revenue_report
+from billing.pipeline import MONTH_FAILURES, RunOptions, month_failure, run_month, write_revenue_report
 
 RETRIED_STAGES = {"fetch_costs": 3}
 
@@ -66,8 +66,8 @@ def backfill(start: str, end: str, org_path: str = "", out_dir: str = "out", dra
     for month in month_range(Month.parse(start), Month.parse(end)):
         try:
             results.append(run_month(org, month, opts, stage=as_task))
-        except (FinalizedInvoiceChanged, SourceError) as err:
-            failures.append(str(err))
+        except MONTH_FAILURES as err:
+            failures.append(month_failure(month, err))
     if write_report and not draft:
         as_task(write_revenue_report)(org, opts)
     return {"months": results, "failures": failures}

@@ -120,3 +120,47 @@ def test_sources_check_says_which_source_works_and_why_not(org_path, capsys):
     out = capsys.readouterr().out
     assert "FAIL shared" in out and "no 2022-01 row for sub-account(s) 555500000000" in out
     assert "FAIL alpha-dedicated" in out and "no file matches 'nowhere/*.csv'" in out
+
+
+def test_every_invoice_traces_to_its_input_files(org_path):
+    from billing import ledger
+    from billing.sources.base import file_sha256
+
+    out = org_path.parent / "out"
+    assert run(org_path, "--month", "2022-01") == 0
+    engine = ledger.open_ledger(f"sqlite:///{out / 'ledger.db'}")
+    invoice = ledger.month_invoices(engine, "2022-01")[0]
+    manifest = ledger.input_manifest(engine, invoice.data_fingerprint)
+    engine.dispose()
+    assert len(manifest) == 1 and manifest[0]["clusters"] == ["shared", "alpha-dedicated"]
+    assert manifest[0]["paths"] == [str(org_path.parent / "focus" / "2022-01.csv")]
+    assert manifest[0]["rows"] == 9
+    import hashlib
+    expected = hashlib.sha256(b"2022-01.csv" + file_sha256(manifest[0]["paths"][0]).encode()).hexdigest()
+    assert manifest[0]["fingerprint"] == expected
+
+
+def test_a_failing_source_leaves_the_month_unfinalized_and_the_backfill_goes_on(org_path, monkeypatch, capsys):
+    from billing.errors import SourceError
+    from billing.months import Month
+    from billing.sources.focus import FocusFiles
+
+    rows = small_focus_rows()
+    write_focus_csv(org_path.parent / "focus" / "2022-02.csv", [r[:3] + ["2022-02-01T00:00:00Z"] + r[4:] for r in rows])
+    real_fetch = FocusFiles.fetch
+
+    def flaky(self, month, refresh=False):
+        if month == Month(2022, 1):
+            raise SourceError(f"cluster {self.cluster.id!r}", "503 Service Unavailable (gave up after 5 attempts)",
+                              transient=True)
+        return real_fetch(self, month, refresh=refresh)
+
+    monkeypatch.setattr(FocusFiles, "fetch", flaky)
+    out = org_path.parent / "out"
+    code = main(["backfill", "--org", str(org_path), "--out", str(out), "--from", "2022-01", "--to", "2022-02",
+                 "--workers", "1"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "2022-01 is incomplete: cluster 'shared': 503 Service Unavailable" in err
+    assert "No invoice was finalized from partial data" in err
+    assert not (out / "2022-01").exists() and (out / "2022-02" / "invoices.csv").exists()
