@@ -366,29 +366,13 @@ class CostExplorer(LiveSource):
                     found[g.unit] = found.get(g.unit, Decimal(0)) + g.amount
                     if g.amount != 0:
                         rows.append(self._row(month, account, category, g))
-            self._reconcile(account, record_type, expected, found)
+            self.check_parts_add_up(f"account {account} record type {record_type!r}", expected, found)
         return rows
 
     def _row(self, month: Month, account: str, category: str, g: _Group) -> dict[str, Any]:
-        service = g.keys[1]
-        return {
-            "ProviderName": PROVIDER_NAME, "BillingAccountId": self.cluster.billing_account,
-            "SubAccountId": account, "BillingPeriodStart": _month_start(month),
-            "ChargePeriodStart": g.period_start, "ChargeCategory": category, "ChargeClass": None,
-            "ServiceName": service, "ServiceCategory": service_category(service),
-            "BilledCost": g.amount, "BillingCurrency": g.unit, "Tags": self._tags(g.keys[0]),
-            "x_Estimated": g.estimated,
-        }
-
-    def _reconcile(self, account: str, record_type: str, expected: dict[str, Decimal],
-                   found: dict[str, Decimal]) -> None:
-        """The detail query must add up to the discovery total (to the cent)."""
-        for unit in set(expected) | set(found):
-            want, got = expected.get(unit, Decimal(0)), found.get(unit, Decimal(0))
-            if abs(want - got) >= Decimal("0.01"):
-                raise SourceError(self.label, f"account {account} record type {record_type!r}: the groups add up "
-                                              f"to {got} {unit} but the total is {want} {unit}; Cost Explorer "
-                                              "data probably changed while reading, fetch again", transient=True)
+        return self.record(month, provider=PROVIDER_NAME, sub_account=account, category=category, service=g.keys[1],
+                           cost=g.amount, currency=g.unit, hub=self._tags(g.keys[0]).get(self.cluster.hub_tag),
+                           day=g.period_start, estimated=g.estimated)
 
     def probe(self, month: Month) -> tuple[str, list[str]]:
         """One query grouped by the hub tag: proves access, shows what is there."""

@@ -73,7 +73,7 @@ from urllib.parse import urlparse
 from billing.errors import SourceError
 from billing.money import round_money, to_decimal
 from billing.months import Month
-from billing.sources.base import LiveSource, month_is_open, service_category
+from billing.sources.base import LiveSource, month_is_open
 
 log = logging.getLogger(__name__)
 
@@ -455,32 +455,14 @@ class CostManagementQuery(LiveSource):
                     found[g.currency] = found.get(g.currency, Decimal(0)) + g.cost
                     if g.cost != 0:
                         rows.append(self._row(month, subscription, category, g))
-                self._reconcile(subscription, charge_type, expected, found)
+                self.check_parts_add_up(f"subscription {subscription} charge type {charge_type!r}", expected, found)
         return rows
 
     def _row(self, month: Month, subscription: str, category: str, g: Group) -> dict[str, Any]:
         """One normalized record (RECORD_SCHEMA names) from a detail group."""
-        service, hub = g.keys[SERVICE], g.keys[TAG_VALUE]
-        return {
-            "ProviderName": PROVIDER_NAME, "BillingAccountId": self.cluster.billing_account,
-            "SubAccountId": subscription.lower(), "BillingPeriodStart": month_time_period(month)[0],
-            "ChargePeriodStart": dt.datetime.combine(g.day, dt.time(), tzinfo=UTC),
-            "ChargeCategory": category, "ChargeClass": None,
-            "ServiceName": service, "ServiceCategory": service_category(service),
-            "BilledCost": g.cost, "BillingCurrency": g.currency,
-            "Tags": {self.cluster.hub_tag: hub} if hub else {},
-            "x_Estimated": month_is_open(month),
-        }
-
-    def _reconcile(self, subscription: str, charge_type: str, expected: dict[str, Decimal],
-                   found: dict[str, Decimal]) -> None:
-        """The detail query must add up to the discovery total (to the cent)."""
-        for currency in set(expected) | set(found):
-            want, got = expected.get(currency, Decimal(0)), found.get(currency, Decimal(0))
-            if abs(want - got) >= Decimal("0.01"):
-                raise SourceError(self.label, f"subscription {subscription} charge type {charge_type!r}: the groups "
-                                              f"add up to {got} {currency} but the total is {want} {currency}; the "
-                                              "data probably changed while reading, fetch again", transient=True)
+        return self.record(month, provider=PROVIDER_NAME, sub_account=subscription.lower(), category=category,
+                           service=g.keys[SERVICE], cost=g.cost, currency=g.currency, hub=g.keys[TAG_VALUE],
+                           day=dt.datetime.combine(g.day, dt.time(), tzinfo=UTC), estimated=month_is_open(month))
 
     def probe(self, month: Month) -> tuple[str, list[str]]:
         """One query grouped by the hub tag: proves access, shows what is there."""

@@ -264,6 +264,25 @@ class LiveSource:
             return CheckResult(self.cluster.id, self.cluster.source.type, False, str(err))
         return CheckResult(self.cluster.id, self.cluster.source.type, True, detail, tuple(warnings))
 
+    def record(self, month: Month, *, provider: str, sub_account: str, category: str, service: str, cost: Decimal,
+               currency: str, hub: str | None, day: dt.datetime | None = None, estimated: bool = False) -> dict:
+        """One normalized cost record of this cluster (Tags carry the hub tag when the cloud gave one)."""
+        start = dt.datetime.combine(month.start, dt.time(), tzinfo=dt.timezone.utc)
+        return {"ProviderName": provider, "BillingAccountId": self.cluster.billing_account,
+                "SubAccountId": sub_account, "BillingPeriodStart": start, "ChargePeriodStart": day or start,
+                "ChargeCategory": category, "ChargeClass": None, "ServiceName": service,
+                "ServiceCategory": service_category(service), "BilledCost": cost, "BillingCurrency": currency,
+                "Tags": {self.cluster.hub_tag: hub} if hub else {}, "x_Estimated": estimated}
+
+    def check_parts_add_up(self, what: str, expected: dict[str, Decimal], found: dict[str, Decimal]) -> None:
+        """Detail queries must add up to their discovery total per currency (to the cent), or fetch again."""
+        for currency in sorted(set(expected) | set(found)):
+            want, got = expected.get(currency, Decimal(0)), found.get(currency, Decimal(0))
+            if abs(want - got) >= Decimal("0.01"):
+                raise SourceError(self.label, f"{what}: the groups add up to {got} {currency} but the total is "
+                                              f"{want} {currency}; the data probably changed while reading, "
+                                              "fetch again", transient=True)
+
     def retry(self, call: Callable[[], T], is_transient: Callable[[BaseException], float | None], **kwargs) -> T:
         """`with_retries` with this source's label and sleep."""
         return with_retries(call, source=self.label, is_transient=is_transient, sleep=self.sleep, **kwargs)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import datetime as dt
 import logging
 import re
 from collections import defaultdict
@@ -42,7 +41,7 @@ from billing.config import GCP_EXPORT_TABLE_PATTERN
 from billing.errors import SourceError
 from billing.money import round_money, to_decimal
 from billing.months import Month
-from billing.sources.base import LiveSource, month_is_open, service_category
+from billing.sources.base import LiveSource, month_is_open
 
 log = logging.getLogger(__name__)
 
@@ -247,20 +246,9 @@ class BigQueryExport(LiveSource):
         currency = row["currency"]
         if not (isinstance(currency, str) and re.fullmatch(r"[A-Z]{3}", currency)):
             raise bad("currency", "a three-letter currency code")
-        hub = row["hub"]
-        return {
-            "ProviderName": PROVIDER_NAME,
-            "BillingAccountId": self.cluster.billing_account,
-            "SubAccountId": row["project_id"],
-            "BillingPeriodStart": dt.datetime.combine(month.start, dt.time(), tzinfo=dt.timezone.utc),
-            "ChargeCategory": category,
-            "ServiceName": row["service"],
-            "ServiceCategory": service_category(row["service"]),
-            "BilledCost": cost,
-            "BillingCurrency": currency,
-            "Tags": {} if hub is None else {self.cluster.hub_tag: hub},
-            "x_Estimated": month_is_open(month),
-        }
+        return self.record(month, provider=PROVIDER_NAME, sub_account=row["project_id"], category=category,
+                           service=row["service"], cost=cost, currency=currency, hub=row["hub"],
+                           estimated=month_is_open(month))
 
 
     # ---- projects nobody bills -----------------------------------------------------
