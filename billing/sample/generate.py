@@ -135,7 +135,6 @@ ISSUER = {
     "payment_instructions": [
         "Pay by ACH or wire transfer to Commons Fiscal Sponsorship, Inc.",
         "Bank: Example Community Bank, routing 000000000, account 0000000000 (SWIFT EXCBUS00)",
-        "Please quote the invoice number with your payment.",
     ],
     "invoice_prefix": "OHC",
 }
