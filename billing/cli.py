@@ -81,12 +81,13 @@ def _progress(total: int):
 
 
 def _say(result, draft: bool) -> None:
+    # Written to the stream, not print(): inside a Prefect flow run, print is captured into the run's logs.
     kind = "draft(s)" if draft else "invoice(s)"
-    created = len(result.created)
-    print(f"{result.month}: {len(result.invoices)} {kind}; {created} new, {len(result.unchanged)} unchanged; "
-          f"unattributed {result.unattributed.normalize():f}")
-    for warning in result.warnings:
-        print(f"  warning: {warning}")
+    lines = [f"{result.month}: {len(result.invoices)} {kind}; {len(result.created)} new, {len(result.unchanged)} "
+             f"unchanged; unattributed {result.unattributed.normalize():f}"]
+    lines += [f"  warning: {warning}" for warning in result.warnings]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
 
 
 def _run_months(args, months) -> int:
@@ -94,16 +95,7 @@ def _run_months(args, months) -> int:
 
     org, opts = _org(args), _options(args)
     if args.prefect:
-        from flows.monthly import backfill as backfill_flow
-
-        results = backfill_flow(str(months[0]), str(months[-1]), org_path=str(args.org or ""), out_dir=str(opts.out_dir),
-                                draft=opts.draft, refresh=opts.refresh, allow_estimated=opts.allow_estimated,
-                                ledger_url=opts.ledger_url, write_report=False)
-        for result in results["months"]:
-            _say(result, opts.draft)
-        for failure in results["failures"]:
-            print(f"error: {failure}", file=sys.stderr)
-        return 1 if results["failures"] else 0
+        return _run_months_in_prefect(args, months, opts)
     failures = []
     with _progress(len(months)) as progress:
         task = progress.add_task("Invoicing", total=len(months)) if progress else None
@@ -121,6 +113,28 @@ def _run_months(args, months) -> int:
     if failures and len(months) > 1:
         print(f"{len(failures)} of {len(months)} month(s) failed; nothing was changed for them.", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _run_months_in_prefect(args, months, opts) -> int:
+    """The same months through the Prefect backfill flow, reporting each month as it finishes."""
+    print(f"Starting the Prefect flow for {months[0]} to {months[-1]} (a temporary Prefect server may take "
+          "a few seconds to start)...", file=sys.stderr, flush=True)
+    from flows.monthly import MONTH_LISTENERS, backfill as backfill_flow
+
+    def report(month, result, failure):
+        if failure:
+            sys.stderr.write(f"error: {failure}\n")
+        else:
+            _say(result, opts.draft)
+
+    MONTH_LISTENERS.append(report)
+    try:
+        results = backfill_flow(str(months[0]), str(months[-1]), org_path=str(args.org or ""),
+                                out_dir=str(opts.out_dir), draft=opts.draft, refresh=opts.refresh,
+                                allow_estimated=opts.allow_estimated, ledger_url=opts.ledger_url, write_report=False)
+    finally:
+        MONTH_LISTENERS.remove(report)
+    return 1 if results["failures"] else 0
 
 
 def cmd_run(args) -> int:

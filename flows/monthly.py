@@ -22,6 +22,9 @@ from billing.months import Month, month_range
 from billing.pipeline import MONTH_FAILURES, RunOptions, month_failure, run_month, write_revenue_report
 
 RETRIED_STAGES = {"fetch_costs": 3}
+# Called in-process after each month of a backfill with (month, MonthResult or None, failure message or None);
+# the CLI uses it to show progress. Empty when the flow runs from a deployment.
+MONTH_LISTENERS: list[Callable[[str, Any, str | None], None]] = []
 
 
 def _transient_only(_task, _task_run, state) -> bool:
@@ -64,10 +67,15 @@ def backfill(start: str, end: str, org_path: str = "", out_dir: str = "out", dra
     opts = _options(out_dir, draft, refresh, allow_estimated, ledger_url)
     results, failures = [], []
     for month in month_range(Month.parse(start), Month.parse(end)):
+        result, failure = None, None
         try:
-            results.append(run_month(org, month, opts, stage=as_task))
+            result = run_month(org, month, opts, stage=as_task)
+            results.append(result)
         except MONTH_FAILURES as err:
-            failures.append(month_failure(month, err))
+            failure = month_failure(month, err)
+            failures.append(failure)
+        for listener in MONTH_LISTENERS:
+            listener(str(month), result, failure)
     if write_report and not draft:
         as_task(write_revenue_report)(org, opts)
     return {"months": results, "failures": failures}
