@@ -19,6 +19,7 @@ provider and billing account, to the last digit, and fails loudly if not.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -139,7 +140,17 @@ def attribute(org: Organization, ingested: IngestedMonth, usage: MonthUsage) -> 
         result.extend(split_shared_cost(org, org.cluster(cluster_id), provider, account, currency, component, total,
                                         usage, {h: c for (cl, cur, h), c in direct.items()
                                                 if cl == cluster_id and cur == currency}, month))
-    return result
+    return [_unless_inactive(org, a, month) for a in result]
+
+
+def _unless_inactive(org: Organization, cost: AttributedCost, month: str) -> AttributedCost:
+    """Cost of a community that is not invoiced this month must not vanish: it goes to unattributed, saying why."""
+    if cost.community is None or org.is_active(org.community(cost.community), month):
+        return cost
+    c = org.community(cost.community)
+    return dataclasses.replace(cost, allocation=UNATTRIBUTED, note=(
+        f"community {c.id!r} is not active in {month} (active_from {c.active_from or '-'}, "
+        f"active_until {c.active_until or '-'}) but hub {cost.hub or '(cluster overhead)'} has cost"))
 
 
 def split_shared_cost(org, cluster, provider, account, currency, component, total, usage, direct, month):

@@ -79,3 +79,40 @@ def test_reconcile_fails_loudly_when_something_is_lost(tmp_path):
     result = attribute(org, data, MonthUsage("m"))
     with pytest.raises(ReconciliationError, match="difference 2.00"):
         reconcile(data, result[:1])
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+subs = st.sampled_from(["111100000000", "222200000000", "444400000000", None])
+tags = st.sampled_from(["alpha", "beta", "prod", "ghost", "kube-system", None])
+costs = st.decimals(min_value=D("-500"), max_value=D("5000"), places=10, allow_nan=False)
+categories = st.sampled_from(["Usage", "Tax", "Credit", "Adjustment"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(subs, tags, costs, categories), min_size=1, max_size=25),
+       rule=st.sampled_from(["usage", "even", "direct_cost"]),
+       usage=st.dictionaries(st.sampled_from(["alpha-shared", "beta-shared"]),
+                             st.decimals(min_value=D(0), max_value=D(1000), places=2), max_size=2))
+def test_nothing_is_ever_lost(tmp_path_factory, rows, rule, usage):
+    data = small_org_data()
+    data["clusters"][0]["split"] = {"rule": rule}
+    org = parse_organization(data, "o.yaml", tmp_path_factory.getbasetemp())
+    groups = ingested(*[CostGroup("aws", "999900000000", s, (t,), c, "EC2", "Compute", "USD", cost, 1)
+                        for s, t, cost, c in rows])
+    result = attribute(org, groups, MonthUsage("m", by_hub=usage))
+    reconciled = reconcile(groups, result)  # raises if a single digit went missing
+    assert sum(r.input_total for r in reconciled) == sum(cost for _, _, cost, _ in rows)
+    assert all(a.community is not None or a.allocation == UNATTRIBUTED for a in result)
+
+
+def test_cost_of_an_inactive_community_is_unattributed_not_lost(tmp_path):
+    data = small_org_data()
+    data["communities"][0]["active_until"] = "2021-12"   # alpha has left, but its hub still costs money
+    org = parse_organization(data, "o.yaml", tmp_path)
+    result = attribute(org, ingested(group("222200000000", "7.00", "prod"), group("111100000000", "4.00")),
+                       MonthUsage("m"))
+    lost = by(result, hub="alpha-prod")[0]
+    assert lost.allocation == UNATTRIBUTED and "community 'alpha' is not active in 2022-01" in lost.note
+    assert by(result, allocation="shared") == [a for a in result if a.hub == "beta-shared"]  # split among active hubs
