@@ -147,6 +147,9 @@ class Cluster(Frozen):
     split: SplitRule | None = None
     source: CostSourceConfig
 
+    # Sub-account ids compare case-insensitively (Azure subscription GUIDs come in both cases).
+    _lower_subs = field_validator("sub_accounts", mode="after")(lambda v: tuple(s.lower() for s in v))
+
 
 class Hub(Frozen):
     id: Identifier
@@ -155,6 +158,8 @@ class Hub(Frozen):
     # How its cost rows are recognized: a tag value (key from the cluster), or a whole sub-account.
     tag_value: str | None = None
     sub_account: str | None = None
+
+    _lower_sub = field_validator("sub_account", mode="after")(lambda v: v.lower() if v else v)
 
     @property
     def match_value(self) -> str:

@@ -139,13 +139,23 @@ def _money_expr(column: str, sql_type: str) -> str:
     return f"TRY_CAST(trim({col}) AS {MONEY_SQL})"
 
 
-def _tags_expr(tag_keys: tuple[str, ...], tags_type: str) -> list[str]:
-    if not tag_keys:
-        return []
+# Exports prefix user-defined tag keys (AWS FOCUS: "user:2i2c:hub-name"); the plain key is tried first.
+TAG_KEY_PREFIXES = ("", "user:")
+
+
+def _tags_expr(tag_keys: tuple[str, ...], tags_type: str) -> tuple[str, list[str]]:
+    """(a list of every spelling's value, one expression per configured key); the JSON is parsed once."""
+    spellings = [p + k for k in tag_keys for p in TAG_KEY_PREFIXES]
+    if not spellings:
+        return "CAST(NULL AS VARCHAR[])", []
     if tags_type.upper().startswith("MAP"):
-        return [f"CAST(element_at(Tags, {_sql_string(k)})[1] AS VARCHAR)" for k in tag_keys]
-    paths = "[" + ", ".join(_sql_string('$."' + k.replace('"', '\\"') + '"') for k in tag_keys) + "]"
-    return [f"json_extract_string(CAST(Tags AS VARCHAR), {paths})[{i + 1}]" for i in range(len(tag_keys))]
+        values = "[" + ", ".join(f"CAST(element_at(Tags, {_sql_string(s)})[1] AS VARCHAR)" for s in spellings) + "]"
+    else:
+        paths = "[" + ", ".join(_sql_string('$."' + s.replace('"', '\\"') + '"') for s in spellings) + "]"
+        values = f"json_extract_string(CAST(Tags AS VARCHAR), {paths})"
+    n = len(TAG_KEY_PREFIXES)
+    per_key = [f"coalesce({', '.join(f'tag_values[{i * n + j + 1}]' for j in range(n))})" for i in range(len(tag_keys))]
+    return values, per_key
 
 
 def aggregate_files(files: CostFiles, month: Month, tag_keys: tuple[str, ...],
@@ -154,8 +164,7 @@ def aggregate_files(files: CostFiles, month: Month, tag_keys: tuple[str, ...],
     con = con or _connect()
     types = _check_columns(con, files)
     cost = _money_expr(files.cost_column, types[files.cost_column])
-    tags = _tags_expr(tag_keys, types.get("Tags", "VARCHAR"))
-    tag_cols = "".join(f", {t} AS tag_{i}" for i, t in enumerate(tags))
+    tag_values, tags = _tags_expr(tag_keys, types.get("Tags", "VARCHAR"))
     estimated = "x_Estimated" if "x_Estimated" in types else "false"
     query = f"""
         WITH src AS (
@@ -164,11 +173,11 @@ def aggregate_files(files: CostFiles, month: Month, tag_keys: tuple[str, ...],
                    CAST(SubAccountId AS VARCHAR) AS sub_account, CAST(ChargeCategory AS VARCHAR) AS category,
                    CAST(ServiceName AS VARCHAR) AS service, CAST(ServiceCategory AS VARCHAR) AS service_category,
                    CAST(BillingCurrency AS VARCHAR) AS currency, {cost} AS cost,
-                   TRY_CAST({estimated} AS BOOLEAN) AS estimated{tag_cols}
+                   TRY_CAST({estimated} AS BOOLEAN) AS estimated, {tag_values} AS tag_values
             FROM {_reader(files, files.paths)}
         )
         SELECT provider, account, sub_account, category, service, service_category, currency,
-               {''.join(f'tag_{i}, ' for i in range(len(tags)))}
+               {''.join(f'{t} AS tag_{i}, ' for i, t in enumerate(tags))}
                sum(cost) AS cost, count(*) AS n,
                count(*) FILTER (WHERE cost IS NULL) AS bad_cost,
                count(*) FILTER (WHERE period IS NULL) AS bad_period,
@@ -192,7 +201,8 @@ def aggregate_files(files: CostFiles, month: Month, tag_keys: tuple[str, ...],
             _raise_bad_value(con, files, month, cost, "bad_cost" if bad_cost else "bad_period")
         _check_group(con, files, category, currency, account)
         any_estimated = any_estimated or bool(est)
-        groups.append(CostGroup(provider_key(provider), account, sub or None, tag_values, category,
+        # Sub-account ids compare case-insensitively (Azure subscription GUIDs come in both cases).
+        groups.append(CostGroup(provider_key(provider), account, sub.lower() if sub else None, tag_values, category,
                                 service or "", scat or "", currency, total, n))
     return groups, any_estimated
 

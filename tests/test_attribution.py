@@ -116,3 +116,12 @@ def test_cost_of_an_inactive_community_is_unattributed_not_lost(tmp_path):
     lost = by(result, hub="alpha-prod")[0]
     assert lost.allocation == UNATTRIBUTED and "community 'alpha' is not active in 2022-01" in lost.note
     assert by(result, allocation="shared") == [a for a in result if a.hub == "beta-shared"]  # split among active hubs
+
+
+def test_sub_accounts_match_whatever_their_case(tmp_path):
+    data = small_org_data()
+    data["clusters"][0]["sub_accounts"] = ["ABCD-Sub"]
+    org = parse_organization(data, "o.yaml", tmp_path)
+    assert org.cluster("shared").sub_accounts == ("abcd-sub",)
+    result = attribute(org, ingested(group("abcd-sub", "1.00", "alpha")), MonthUsage("m"))
+    assert result[0].hub == "alpha-shared"
