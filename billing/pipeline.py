@@ -25,6 +25,7 @@ from billing.outputs import write_attribution_csv, write_invoices_csv, write_rec
 from billing.pricing import price_month
 from billing.reports import revenue_rows, write_revenue_csv, write_revenue_plot
 from billing.sources import SnapshotStore
+from billing.sources.base import month_is_open
 from billing.usage import MonthUsage, load_usage
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,9 @@ def _identity(fn: Callable) -> Callable:
 
 
 def fetch_costs(org: Organization, month: Month, opts: RunOptions) -> IngestedMonth:
+    if month_is_open(month) and not opts.draft and not opts.allow_estimated:
+        raise InputError(f"{month} has not ended yet, so its cost is incomplete and its invoices are not finalized; "
+                         "preview it with --draft, or finalize anyway with --allow-estimated")
     ingested = ingest_month(org, month, opts.snapshots, refresh=opts.refresh)
     if ingested.estimated and not opts.draft and not opts.allow_estimated:
         sources = ", ".join(s.source for s in ingested.sources if s.estimated)

@@ -164,3 +164,12 @@ def test_a_failing_source_leaves_the_month_unfinalized_and_the_backfill_goes_on(
     assert "2022-01 is incomplete: cluster 'shared': 503 Service Unavailable" in err
     assert "No invoice was finalized from partial data" in err
     assert not (out / "2022-01").exists() and (out / "2022-02" / "invoices.csv").exists()
+
+
+def test_a_month_still_running_is_only_previewed(org_path, capsys):
+    import datetime as dt
+
+    today = dt.date.today()
+    month = f"{today.year:04d}-{today.month:02d}"
+    assert run(org_path, "--month", month) == 2
+    assert f"{month} has not ended yet" in capsys.readouterr().err
