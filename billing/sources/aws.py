@@ -188,7 +188,8 @@ def call_aws(label: str, call: Callable[[], Any], *, explain: Explanation,
     for an error code this call understands, or None for the generic one.
     """
     try:
-        return with_retries(call, source=label, is_transient=is_transient, sleep=sleep)
+        return with_retries(call, source=label, is_transient=is_transient, sleep=sleep,
+                            describe=lambda exc: scrub(str(exc)))
     except ClientError as exc:
         code, message = _error_code(exc), _error_message(exc)
         if code in CREDENTIAL_CODES:

@@ -191,13 +191,15 @@ MAX_SERVICE_WAIT = 900.0  # seconds: the longest Retry-After we honour before gi
 
 def with_retries(call: Callable[[], T], *, source: str, is_transient: Callable[[BaseException], float | None],
                  attempts: int = 5, base_delay: float = 1.0, max_delay: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep) -> T:
+                 sleep: Callable[[float], None] = time.sleep,
+                 describe: Callable[[BaseException], str] = str) -> T:
     """Run `call`, retrying transient faults with bounded exponential backoff.
 
     `is_transient(exc)` returns None for a permanent error (re-raised at
     once), or the number of seconds the service asked us to wait (0 when it
     did not say). After `attempts` tries the last error is raised as a
-    transient SourceError.
+    transient SourceError; `describe` turns an error into text fit for messages
+    (connectors pass one that scrubs ids and signatures).
     """
     for attempt in range(1, attempts + 1):
         try:
@@ -209,7 +211,7 @@ def with_retries(call: Callable[[], T], *, source: str, is_transient: Callable[[
             if wait_hint is None:
                 raise
             if attempt == attempts:
-                raise SourceError(source, f"gave up after {attempts} attempts: {type(exc).__name__}: {exc}",
+                raise SourceError(source, f"gave up after {attempts} attempts: {type(exc).__name__}: {describe(exc)}",
                                   transient=True) from None
             backoff = min(max_delay, base_delay * 2 ** (attempt - 1) * (1 + random.random() / 4))
             # What the service asked for wins over our backoff, up to a hard ceiling.
