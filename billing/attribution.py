@@ -78,7 +78,7 @@ def _active_hubs(org: Organization, cluster: Cluster, month: str) -> list:
     return [h for h in org.hubs_of_cluster(cluster.id) if org.is_active(org.community(h.community), month)]
 
 
-def split_weights(org: Organization, cluster: Cluster, hubs: list, usage: MonthUsage,
+def split_weights(cluster: Cluster, hubs: list, usage: MonthUsage,
                   direct: dict[str, Decimal]) -> tuple[list[Decimal], str]:
     """The weights of a shared cluster's hubs and a sentence saying how they were chosen."""
     rule = cluster.split.rule if cluster.split else "even"
@@ -91,7 +91,7 @@ def split_weights(org: Organization, cluster: Cluster, hubs: list, usage: MonthU
     else:
         weights = [Decimal(1)] * len(hubs)
         how = "evenly"
-    if sum(weights, ZERO) == 0:
+    if sum(weights, ZERO) == 0:  # the configured fallback; "even" is the only one so far
         weights = [Decimal(1)] * len(hubs)
         how = f"evenly (fallback: no hub had any weight {how})"
     return weights, how
@@ -160,7 +160,7 @@ def split_shared_cost(org, cluster, provider, account, currency, component, tota
     if not hubs:
         return [AttributedCost(**base, cluster=cluster.id, hub=None, community=None, allocation=UNATTRIBUTED,
                                cost=total, note=f"shared cluster {cluster.id!r} has no active hub in {month}")]
-    weights, how = split_weights(org, cluster, hubs, usage, direct)
+    weights, how = split_weights(cluster, hubs, usage, direct)
     weight_sum = sum(weights, ZERO)
     parts = allocate(total, weights)
     return [AttributedCost(**base, cluster=cluster.id, hub=h.id, community=h.community, allocation="shared", cost=p,

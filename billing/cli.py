@@ -70,7 +70,7 @@ def _month(text: str):
         raise InputError(str(err)) from None
 
 
-def _progress(total: int):
+def _progress():
     """A progress bar on a terminal; nothing when output is piped or logged."""
     if not sys.stderr.isatty():
         return nullcontext(None)
@@ -97,7 +97,7 @@ def _run_months(args, months) -> int:
     if args.prefect:
         return _run_months_in_prefect(args, months, opts)
     failures = []
-    with _progress(len(months)) as progress:
+    with _progress() as progress:
         task = progress.add_task("Invoicing", total=len(months)) if progress else None
         for month in months:
             if progress:

@@ -6,7 +6,6 @@ raises `ConfigError` listing every problem with file, path and value.
 """
 from __future__ import annotations
 
-import datetime as dt
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -375,7 +374,3 @@ def load_organization(path: str | os.PathLike) -> Organization:
 def default_organization_path() -> Path:
     """The bundled sample organization."""
     return Path(__file__).resolve().parent.parent / "sample" / "org.yaml"
-
-
-def today() -> dt.date:
-    return dt.date.today()

@@ -109,6 +109,11 @@ class PricingModel:
         raise NotImplementedError
 
 
+def percent_text(value: Decimal) -> str:
+    """A percentage as people write it: 50, 12.5 (no exponent, no trailing zeros)."""
+    return format(value.normalize(), "f")
+
+
 def rounded_sum(charges: Iterable[Charge], kinds: Iterable[str] | None = None, bill_to: str | None = None) -> Decimal:
     """Sum of the rounded amounts of the community's own charges (optionally of some kinds)."""
     kinds = set(kinds) if kinds is not None else None

@@ -5,8 +5,8 @@ from decimal import Decimal
 from typing import Sequence
 
 from billing.money import ZERO
-from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, money_param, register,
-                                 rounded_sum)
+from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, money_param, percent_text,
+                                 register, rounded_sum)
 
 COMPONENT_LABELS = {"compute": "Compute", "storage": "Storage", "networking": "Networking", "core": "Core services",
                     "other": "Other services", "tax": "Tax", "credit": "Credits"}
@@ -46,7 +46,7 @@ class Markup(PricingModel):
         if base <= 0:
             return []
         percent = self.params.percent
-        return [Charge("markup", self.params.description.format(percent=format(percent.normalize(), "f")),
+        return [Charge("markup", self.params.description.format(percent=percent_text(percent)),
                        base * percent / 100, ctx.currency, quantity=percent, unit="%",
                        details=(("base", str(base)),))]
 

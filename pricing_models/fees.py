@@ -6,7 +6,7 @@ from typing import Literal, Sequence
 
 from pydantic import field_validator
 
-from pricing_models.base import (Charge, ModelParams, decimal_field, PricingContext, PricingModel, money_param, register,
+from pricing_models.base import (Charge, ModelParams, decimal_field, percent_text, PricingContext, PricingModel, money_param, register,
                                  rounded_sum)
 
 
@@ -61,12 +61,7 @@ class DedicatedUplift(PricingModel):
         if not ctx.dedicated or base == 0:
             return []
         percent = self.params.percent
-        return [Charge("uplift", self.params.description.format(percent=_plain(percent)), base * percent / 100,
+        return [Charge("uplift", self.params.description.format(percent=percent_text(percent)), base * percent / 100,
                        ctx.currency, quantity=percent, unit="%", unit_price=None,
                        details=(("base", str(base)), ("percent", str(percent))))]
 
-
-def _plain(value: Decimal) -> str:
-    """A percentage without trailing zeros: 50, 12.5."""
-    text = format(value.normalize(), "f")
-    return text

@@ -6,7 +6,8 @@ from typing import Literal, Sequence
 
 from pydantic import field_validator
 
-from pricing_models.base import Charge, ModelParams, PricingContext, PricingModel, money_param, register, rounded_sum
+from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, money_param, percent_text,
+                                 register, rounded_sum)
 
 SCOPES = {"all": None, "fees": {"fee", "uplift", "usage"}, "cloud": {"cloud", "markup"}}
 
@@ -41,7 +42,7 @@ class Subsidy(PricingModel):
             return []
         share = self.params.share
         amount = base * share / 100
-        pct = format(share.normalize(), "f")
+        pct = percent_text(share)
         scope = {"all": "charges", "fees": "service fees", "cloud": "cloud costs"}[self.params.applies_to]
         details = (("base", str(base)), ("share", str(share)), ("funder", ctx.funder.id))
         grant = f" ({ctx.funder.grant})" if ctx.funder.grant else ""

@@ -10,14 +10,15 @@ from billing.errors import InputError
 from billing.ingest import ingest_month
 from billing.months import Month
 from billing.sources import SnapshotStore
-from helpers import focus_row, small_focus_rows, small_org, write_focus_csv
+from billing.config import parse_organization
+from helpers import focus_row, small_org_data, small_focus_rows, small_org, write_focus_csv
 
 JAN = Month(2022, 1)
 
 
-def _ingest(tmp_path, rows, glob="focus/*.csv"):
+def _ingest(tmp_path, rows):
     write_focus_csv(tmp_path / "focus" / "2022-01.csv", rows)
-    org = small_org(tmp_path, **{})
+    org = small_org(tmp_path)
     return ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
 
 
@@ -75,9 +76,6 @@ def test_gzip_csv_and_parquet_with_float_and_map_tags(tmp_path):
     (tmp_path / "focus").mkdir()
     with open(plain, "rb") as src, gzip.open(tmp_path / "focus" / "2022-01.csv.gz", "wb") as dst:
         shutil.copyfileobj(src, dst)
-    org = small_org(tmp_path, **{})
-    from helpers import small_org_data
-    from billing.config import parse_organization
     org = parse_organization(small_org_data("focus/*.csv.gz"), "o.yaml", tmp_path)
     gz = ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
     assert sum(g.cost for g in gz.groups) == D("582.1800000001")

@@ -83,7 +83,7 @@ UTC = dt.timezone.utc
 # Result columns, matched by name (case-insensitively), never by position.
 COST_COLUMNS = ("Cost", "PreTaxCost", "totalCost", "CostUSD", "PreTaxCostUSD")  # the first present is read
 DATE, CURRENCY = "UsageDate", "Currency"
-TAG_KEY, TAG_VALUE = "TagKey", "TagValue"
+TAG_VALUE = "TagValue"
 SERVICE, SUBSCRIPTION, CHARGE_TYPE = "ServiceName", "SubscriptionId", "ChargeType"
 
 _USAGE_CHARGE_TYPES = {"usage", "unusedreservation", "unusedsavingsplan"}

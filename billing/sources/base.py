@@ -240,7 +240,6 @@ class LiveSource:
     snapshots: SnapshotStore
     label: str = field(default="", init=False)
 
-    kind: str = field(default="live", init=False)
     # How retries wait; tests pass a recorder so they are instant.
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, kw_only=True)
 
