@@ -9,8 +9,10 @@ what comes back is a few hundred groups.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -237,13 +239,20 @@ def _check_group(con, files: CostFiles, category, currency, account) -> None:
     raise InputError(f"{row[0] if row else files.source}: field {column}: {value!r} is not {expected}")
 
 
+@functools.lru_cache(maxsize=4096)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's hash, computed once per process while its size and mtime stay the same (backfills reuse it)."""
+    return file_sha256(path)
+
+
 def fingerprint_files(files: CostFiles) -> str:
     if files.fingerprint:
         return files.fingerprint
     digest = hashlib.sha256()
     for path in files.paths:
+        stat = os.stat(path)
         digest.update(Path(path).name.encode())
-        digest.update(file_sha256(path).encode())
+        digest.update(_cached_sha256(path, stat.st_size, stat.st_mtime_ns).encode())
     return digest.hexdigest()
 
 
