@@ -25,6 +25,7 @@ from billing.errors import InputError
 from billing.months import Month
 from billing.sources import CostFiles, SnapshotStore, make_source
 from billing.sources.base import CHARGE_CATEGORIES, REQUIRED_FOCUS_COLUMNS, file_sha256
+from billing.sources.focus import duckdb_reader, sql_string as _sql_string
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +99,7 @@ def _connect() -> duckdb.DuckDBPyConnection:
 
 
 def _reader(files: CostFiles, paths: Iterable[str], filename: bool = False) -> str:
-    plist = "[" + ", ".join(_sql_string(p) for p in paths) + "]"
-    extra = ", filename = true" if filename else ""
-    if files.format == "csv":
-        # all_varchar: ids like AWS account 012345678901 must stay strings; amounts are cast exactly below.
-        return f"read_csv({plist}, all_varchar = true, header = true, union_by_name = true{extra})"
-    return f"read_parquet({plist}, union_by_name = true{extra})"
-
-
-def _sql_string(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
+    return duckdb_reader(paths, files.format, filename=filename)
 
 
 def _column_types(con, files: CostFiles, path: str) -> dict[str, str]:

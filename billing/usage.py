@@ -10,6 +10,7 @@ import duckdb
 from billing.config import Organization
 from billing.errors import InputError
 from billing.months import Month
+from billing.sources.focus import duckdb_reader
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,7 @@ def _files(org: Organization, pattern: str, what: str) -> list[str]:
 
 def _query(paths: list[str], sql: str, what: str, required: tuple[str, ...]):
     con = duckdb.connect()
-    plist = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-    source = f"read_csv({plist}, all_varchar = true, header = true, union_by_name = true, filename = true)"
+    source = duckdb_reader(paths, "csv", filename=True)
     try:
         columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
     except duckdb.Error as err:

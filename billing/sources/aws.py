@@ -104,7 +104,7 @@ from billing.errors import InputError, SourceError
 from billing.money import to_decimal
 from billing.months import Month
 from billing.sources.base import LiveSource, service_category, with_retries
-from billing.sources.focus import file_format
+from billing.sources.focus import duckdb_reader, file_format
 
 log = logging.getLogger(__name__)
 
@@ -413,8 +413,6 @@ OPTIONAL_EXPORT_COLUMNS = ("ProviderName", "BillingAccountId", "ChargePeriodStar
 _S3_URI = re.compile(r"^s3://([^/]+)/(.+)$")
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
@@ -622,11 +620,7 @@ def focus_files_summary(paths: list[Path], fmt: str, month: Month, cluster, labe
 
 def _reader(paths: list[Path], fmt: str) -> str:
     """DuckDB table function over the downloaded files (our own temporary paths)."""
-    files = "[" + ", ".join(_sql_string(str(p)) for p in paths) + "]"
-    if fmt == "parquet":
-        return f"read_parquet({files}, union_by_name = true)"
-    return (f"read_csv({files}, all_varchar = true, header = true, delim = ',', quote = '\"', escape = '\"', "
-            "union_by_name = true)")
+    return duckdb_reader([str(p) for p in paths], fmt)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import glob
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from billing.errors import InputError
 from billing.months import Month
@@ -11,6 +11,21 @@ from billing.sources.base import CheckResult, CostFiles, SnapshotStore
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.gzip")
 PARQUET_SUFFIXES = (".parquet", ".snappy.parquet", ".gz.parquet")
+
+
+def sql_string(text: str) -> str:
+    """A SQL string literal (paths and values we put in DuckDB queries)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def duckdb_reader(paths: Iterable[str], fmt: str, *, filename: bool = False) -> str:
+    """The DuckDB table function reading FOCUS (or other) CSV / CSV.gz / Parquet files by column name."""
+    plist = "[" + ", ".join(sql_string(p) for p in paths) + "]"
+    extra = ", filename = true" if filename else ""
+    if fmt == "csv":
+        # all_varchar: ids like AWS account 012345678901 stay strings; amounts are cast exactly by the reader's user.
+        return f"read_csv({plist}, all_varchar = true, header = true, union_by_name = true{extra})"
+    return f"read_parquet({plist}, union_by_name = true{extra})"
 
 
 def file_format(path: str) -> str:
