@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Sequence
 
-from babel.numbers import get_currency_precision
+from babel.numbers import get_currency_precision, is_currency
 
 # Half-up (ties away from zero), as most invoicing systems do. Symmetric:
 # round(-x) == -round(x), so a subsidy and its funder line always match.
@@ -47,6 +47,17 @@ def to_decimal(value: object) -> Decimal:
     if not result.is_finite():
         raise ValueError(f"not a finite number: {value!r}")
     return result
+
+
+# ISO 4217 codes that are not money one can invoice in: precious metals, bond-market units, SDR, test, none.
+NON_MONETARY_CODES = frozenset({"XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS",
+                                "XUA", "XXX"})
+
+
+def is_iso_currency(code: object) -> bool:
+    """A real ISO 4217 currency that babel knows and can format (USD, EUR, JPY), not XYZ, usd or XXX."""
+    return (isinstance(code, str) and len(code) == 3 and code.isascii() and code.isalpha() and code.isupper()
+            and code not in NON_MONETARY_CODES and is_currency(code))
 
 
 def currency_quantum(currency: str) -> Decimal:
