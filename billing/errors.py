@@ -39,10 +39,14 @@ class ReconciliationError(BillingError):
 class FinalizedInvoiceChanged(BillingError):
     """A month's data changed after its invoices were finalized."""
 
-    def __init__(self, month: str, changes: list[str]):
+    def __init__(self, month: str, changes: list[str], details: list[str] | None = None):
         self.month = month
         self.changes = changes
-        super().__init__(
-            f"{month}: data changed after its invoices were finalized; nothing was changed. "
-            "Differences by billed party:\n" + "\n".join(f"  - {c}" for c in changes)
-        )
+        self.details = details or []
+        text = (f"{month}: data changed after its invoices were finalized; nothing was changed. "
+                "Differences by billed party:\n" + "\n".join(f"  - {c}" for c in changes))
+        if self.details:
+            text += ("\nWhat changed (exact amounts):\n" + "\n".join(f"  - {d}" for d in self.details)
+                     + f"\nThe finalized files are kept; the new figures are in {month}/attribution.restated.csv "
+                     "and reconciliation.restated.csv.")
+        super().__init__(text)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,13 +22,89 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)  # make the rename itself durable
+
+
+class StagedFiles:
+    """Files written to a private staging folder first, then moved into place together.
+
+    Used to produce every document of a month before its numbers are
+    committed: write with `path(final)`, then `publish()` after the commit
+    (each file is moved with an atomic rename), or `discard()` if anything
+    failed. Staging folders live in `<root>/.staging/`; one left behind by a
+    process that died is removed by the next run.
+    """
+
+    def __init__(self, root: str | os.PathLike, label: str = "run"):
+        self.root = Path(root)
+        _remove_abandoned(self.root / STAGING)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{label}-{os.getpid()}-", dir=_ensure(self.root / STAGING)))
+        self.files: dict[Path, Path] = {}
+
+    def path(self, final: str | os.PathLike) -> Path:
+        """Where to write the file that will end up at `final` (a path under the root)."""
+        final = Path(final)
+        staged = self.folder / final.resolve().relative_to(self.root.resolve())
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        self.files[final] = staged
+        return staged
+
+    def publish(self) -> list[Path]:
+        """Move every staged file into place; returns the final paths."""
+        folders = set()
+        for final, staged in self.files.items():
+            if staged.exists():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
+                folders.add(final.parent)
+        for folder in folders:
+            _fsync_dir(folder)
+        self.discard()
+        return [f for f in self.files]
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+STAGING = ".staging"
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _remove_abandoned(staging: Path) -> None:
+    """Remove staging folders whose process is gone (a crash or a kill before publishing)."""
+    if not staging.is_dir():
+        return
+    for folder in staging.iterdir():
+        try:
+            pid = int(folder.name.split("-")[-2])
+        except (ValueError, IndexError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     except OSError:
         pass
     finally:
-        os.close(dir_fd)
+        os.close(fd)

@@ -58,6 +58,7 @@ class SourceSummary:
     fingerprint: str
     rows: int
     estimated: bool
+    totals: tuple[tuple[str, Decimal], ...] = ()   # the month's cost per currency, exact
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,10 @@ def ingest_month(org: Organization, month: Month, snapshots: SnapshotStore, *, r
         if rows == 0:
             warnings.append(f"{files.source}: the source reports no cost for {month}")
         groups.extend(found)
+        totals: dict[str, Decimal] = {}
+        for g in found:
+            totals[g.currency] = totals.get(g.currency, Decimal(0)) + g.cost
         summaries.append(SourceSummary(files.source, tuple(clusters), files.paths,
                                        fingerprint_files(files) if fingerprint else "", rows,
-                                       files.estimated or estimated))
+                                       files.estimated or estimated, tuple(sorted(totals.items()))))
     return IngestedMonth(month, tag_keys, tuple(groups), tuple(summaries), tuple(warnings))

@@ -8,7 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from billing.attribution import AttributedCost, ReconciliationRow
+from billing.attribution import ReconciliationRow
+from billing.evidence import AttributionLine
 from billing.ledger import Invoice
 from billing.money import ZERO
 from billing.fileio import atomic_write_bytes
@@ -61,21 +62,14 @@ def write_invoices_csv(path: Path, invoices: list[Invoice], pdf_names: dict[tupl
     write_csv(path, header, rows)
 
 
-def write_attribution_csv(path: Path, attributed: list[AttributedCost]) -> None:
-    merged: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
-    notes: dict[tuple, str] = {}
-    for a in attributed:
-        key = (a.cluster or "", a.hub or "", a.community or "", a.component, a.allocation, a.currency, a.provider,
-               a.billing_account)
-        merged[key] += a.cost
-        if a.note:
-            notes[key] = a.note
+def write_attribution_csv(path: Path, lines: Iterable[AttributionLine]) -> None:
     header = ["cluster", "hub", "community", "component", "allocation", "currency", "cost", "provider",
               "billing_account", "note"]
-    write_csv(path, header, ([*k[:6], merged[k], k[6], k[7], notes.get(k, "")] for k in sorted(merged)))
+    write_csv(path, header, ([l.cluster, l.hub, l.community, l.component, l.allocation, l.currency, l.cost,
+                              l.provider, l.billing_account, l.note] for l in lines))
 
 
-def write_reconciliation_csv(path: Path, rows: list[ReconciliationRow]) -> None:
+def write_reconciliation_csv(path: Path, rows: Iterable[ReconciliationRow]) -> None:
     header = ["provider", "billing_account", "currency", "input_total", "attributed", "unattributed", "difference"]
     write_csv(path, header, ([r.provider, r.billing_account, r.currency, r.input_total, r.attributed, r.unattributed,
                               r.difference] for r in rows))

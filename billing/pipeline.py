@@ -17,8 +17,10 @@ from billing.attribution import UNATTRIBUTED, AttributedCost, ReconciliationRow,
 from billing.config import Organization
 from billing.documents import document_for
 from billing.errors import FinalizedInvoiceChanged, InputError, SourceError
+from billing.evidence import MonthEvidence, Restatement, compare, evidence_of
+from billing.fileio import StagedFiles
 from billing.ingest import IngestedMonth, ingest_month
-from billing.ledger import Invoice, MonthRecord
+from billing.ledger import Evidence, Invoice, MonthRecord
 from billing.money import ZERO
 from billing.months import Month
 from billing.outputs import write_attribution_csv, write_invoices_csv, write_reconciliation_csv
@@ -27,6 +29,7 @@ from billing.reports import revenue_rows, write_revenue_csv, write_revenue_plot
 from billing.sources import SnapshotStore
 from billing.sources.base import month_is_open
 from billing.usage import MonthUsage, load_usage
+from invoices import RenderError, render_many
 
 log = logging.getLogger(__name__)
 Stage = Callable[[Callable], Callable]
@@ -94,48 +97,95 @@ def attribute_costs(org: Organization, ingested: IngestedMonth,
     return attributed, reconcile(ingested, attributed)
 
 
-def issue_invoices(org: Organization, month: Month, ingested: IngestedMonth, attributed: list[AttributedCost],
-                   usage: MonthUsage, opts: RunOptions) -> MonthRecord:
-    charges = price_month(org, month, attributed, usage)
-    invoices = ledger_mod.build_invoices(org, month, charges, ingested.fingerprint)
-    engine = ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
-    try:
-        inputs = [{"source": s.source, "clusters": list(s.clusters), "paths": list(s.paths),
-                   "fingerprint": s.fingerprint, "rows": s.rows, "estimated": s.estimated} for s in ingested.sources]
-        return ledger_mod.record_month(engine, org, month, invoices, finalize=not opts.draft, inputs=inputs)
-    finally:
-        engine.dispose()
-
-
 def pdf_name(invoice: Invoice) -> str:
     return f"{invoice.number}.pdf" if invoice.number else f"DRAFT-{invoice.party_kind}-{invoice.party_id}.pdf"
 
 
-def render_invoices(record: MonthRecord, opts: RunOptions) -> dict[tuple[str, str], str]:
-    """PDFs for the month: finalized ones once (never re-rendered), drafts every time."""
-    from invoices import render_many
+RESTATED = {"attribution.csv": "attribution.restated.csv", "reconciliation.csv": "reconciliation.restated.csv"}
 
-    folder = opts.out_dir / record.month / "invoices"
-    folder.mkdir(parents=True, exist_ok=True)
+
+def close_month(org: Organization, month: Month, ingested: IngestedMonth, attributed: list[AttributedCost],
+                reconciliation: list[ReconciliationRow], usage: MonthUsage,
+                opts: RunOptions) -> tuple[MonthRecord, Restatement | None]:
+    """Price the month, then finalize it (or keep drafts) and produce every document before committing.
+
+    Inside the ledger transaction that holds the new invoice numbers, every
+    PDF and the month's CSVs are rendered to a staging folder; only when all
+    of them exist is the transaction committed and the files moved into
+    place. If anything fails, nothing is committed and no number is taken.
+    A month already finalized keeps its documents and supporting files; if
+    its data changed since, the new figures go beside them (`*.restated.csv`).
+    """
+    charges = price_month(org, month, attributed, usage)
+    invoices = ledger_mod.build_invoices(org, month, charges, ingested.fingerprint)
+    evidence = evidence_of(ingested, attributed, reconciliation)
+    engine = ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
+    try:
+        restatement = check_restatement(engine, month, invoices, evidence, opts)
+        inputs = [{"source": s.source, "clusters": list(s.clusters), "paths": list(s.paths),
+                   "fingerprint": s.fingerprint, "rows": s.rows, "estimated": s.estimated} for s in ingested.sources]
+        staged = StagedFiles(opts.out_dir, str(month))
+        try:
+            with ledger_mod.recording_month(engine, org, month, invoices, finalize=not opts.draft, inputs=inputs,
+                                            evidence=Evidence(evidence.digest, evidence.to_json())) as record:
+                try:
+                    stage_month_files(staged, record, evidence, opts)
+                except RenderError as err:
+                    raise RenderError(f"{month}: the documents could not be produced, so nothing was finalized "
+                                      f"and no number was taken: {err}") from err
+            staged.publish()
+        finally:
+            staged.discard()
+    finally:
+        engine.dispose()
+    if not opts.draft:
+        for stale in (opts.out_dir / str(month) / "invoices").glob("DRAFT-*.pdf"):
+            stale.unlink()
+    return record, restatement
+
+
+def check_restatement(engine, month: Month, invoices: list[Invoice], evidence: MonthEvidence,
+                      opts: RunOptions) -> Restatement | None:
+    """For a finalized month: how today's data differs from the data it was invoiced from.
+
+    New figures are written beside the finalized month's files (never over
+    them); if any invoice would change, the run stops here with the changes.
+    """
+    finalized, stored = ledger_mod.finalized_month(engine, str(month))
+    if not finalized:
+        return None
+    restatement = compare(str(month), MonthEvidence.from_json(stored.body) if stored else None, evidence, finalized,
+                          invoices, ledger_mod.invoice_changes(finalized, invoices))
+    folder = opts.out_dir / str(month)
+    if restatement.data_changed:
+        write_attribution_csv(folder / RESTATED["attribution.csv"], evidence.attribution)
+        write_reconciliation_csv(folder / RESTATED["reconciliation.csv"], evidence.reconciliation)
+    elif not restatement.data_changed:
+        for name in RESTATED.values():
+            (folder / name).unlink(missing_ok=True)
+    if restatement.invoice_changes:
+        raise FinalizedInvoiceChanged(str(month), restatement.invoice_changes, restatement.describe())
+    return restatement if restatement.data_changed else None
+
+
+def stage_month_files(staged: StagedFiles, record: MonthRecord, evidence: MonthEvidence, opts: RunOptions) -> None:
+    """Every document of the month into the staging folder: PDFs not yet rendered, invoices.csv, and the
+    supporting files (for a finalized month: those of the data it was invoiced from, when known)."""
+    folder = opts.out_dir / record.month
     jobs, names = [], {}
     for inv in record.invoices:
-        path = folder / pdf_name(inv)
-        names[(inv.party_kind, inv.party_id)] = str(path.relative_to(opts.out_dir))
-        if inv.status == "draft" or not path.exists():
-            jobs.append((document_for(inv), path))
-    if not opts.draft:
-        for stale in folder.glob("DRAFT-*.pdf"):
-            stale.unlink()
+        final = folder / "invoices" / pdf_name(inv)
+        names[(inv.party_kind, inv.party_id)] = str(final.relative_to(opts.out_dir))
+        if inv.status == "draft" or not final.exists():
+            jobs.append((document_for(inv), staged.path(final)))
     render_many(jobs, workers=opts.workers)
-    return names
-
-
-def write_month_files(record: MonthRecord, attributed: list[AttributedCost], reconciliation: list[ReconciliationRow],
-                      pdf_names: dict, opts: RunOptions) -> None:
-    folder = opts.out_dir / record.month
-    write_invoices_csv(folder / "invoices.csv", record.invoices, pdf_names)
-    write_attribution_csv(folder / "attribution.csv", attributed)
-    write_reconciliation_csv(folder / "reconciliation.csv", reconciliation)
+    write_invoices_csv(staged.path(folder / "invoices.csv"), record.invoices, names)
+    if record.evidence is not None:
+        evidence = MonthEvidence.from_json(record.evidence.body)
+    elif any(inv.status == "finalized" for inv in record.invoices):
+        return  # finalized by an earlier version from data that has since changed: keep the files it wrote
+    write_attribution_csv(staged.path(folder / "attribution.csv"), evidence.attribution)
+    write_reconciliation_csv(staged.path(folder / "reconciliation.csv"), evidence.reconciliation)
 
 
 def write_revenue_report(org: Organization, opts: RunOptions) -> list:
@@ -153,16 +203,19 @@ def write_revenue_report(org: Organization, opts: RunOptions) -> list:
 
 
 def run_month(org: Organization, month: Month, opts: RunOptions, stage: Stage = _identity) -> MonthResult:
-    """Ingest, attribute, price, invoice, render and write one month."""
+    """Ingest, attribute, price, then finalize with every document rendered before the commit."""
     ingested = stage(fetch_costs)(org, month, opts)
     usage = stage(load_usage)(org, month)
     attributed, reconciliation = stage(attribute_costs)(org, ingested, usage)
-    record = stage(issue_invoices)(org, month, ingested, attributed, usage, opts)
-    pdf_names = stage(render_invoices)(record, opts)
-    stage(write_month_files)(record, attributed, reconciliation, pdf_names, opts)
+    record, restatement = stage(close_month)(org, month, ingested, attributed, reconciliation, usage, opts)
     unattributed = sum((a.cost for a in attributed if a.allocation == UNATTRIBUTED), ZERO)
     warnings = list(ingested.warnings)
     if unattributed:
         warnings.append(f"{month}: {unattributed.normalize():f} of cost is unattributed; see attribution.csv")
+    if restatement is not None:
+        warnings.append(f"{month}: the data changed since the month was finalized, but no invoice changes to the "
+                        "cent; the finalized files are kept and the new figures are in "
+                        f"{month}/attribution.restated.csv and reconciliation.restated.csv:")
+        warnings += [f"  {line}" for line in restatement.describe()]
     return MonthResult(str(month), record.invoices, record.created, record.unchanged, reconciliation, unattributed,
                        warnings)

@@ -36,6 +36,17 @@ def pg_server_url() -> str:
     return PG_URL
 
 
+def drop_everything(url: str) -> None:
+    """Drop every table of the database (the ledger's and Alembic's own), whatever version made them."""
+    from sqlalchemy import MetaData, create_engine
+
+    engine = create_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    meta.drop_all(engine)
+    engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def ledger_url(request, tmp_path):
     """A fresh, empty ledger database on each backend."""
@@ -43,17 +54,9 @@ def ledger_url(request, tmp_path):
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
     url = request.getfixturevalue("pg_server_url")
-    from sqlalchemy import create_engine
-
-    from billing.ledger import Base
-
-    engine = create_engine(url)
-    Base.metadata.drop_all(engine)
-    engine.dispose()
+    drop_everything(url)
     yield url
-    engine = create_engine(url)
-    Base.metadata.drop_all(engine)
-    engine.dispose()
+    drop_everything(url)
 
 
 @pytest.fixture(scope="session")

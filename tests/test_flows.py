@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 from billing.errors import InputError, SourceError
 from flows.monthly import _transient_only, as_task
-from billing.pipeline import fetch_costs, render_invoices
+from billing.pipeline import close_month, fetch_costs
 
 
 def test_only_transient_source_errors_are_retried():
@@ -14,6 +14,6 @@ def test_only_transient_source_errors_are_retried():
 
 
 def test_stages_become_tasks_with_retries_where_fetching():
-    fetch, render = as_task(fetch_costs), as_task(render_invoices)
+    fetch, render = as_task(fetch_costs), as_task(close_month)
     assert fetch.name == "fetch_costs" and fetch.retries == 3
-    assert render.name == "render_invoices" and render.retries == 0
+    assert render.name == "close_month" and render.retries == 0

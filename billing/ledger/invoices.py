@@ -1,0 +1,119 @@
+"""Invoices as plain values, and building them from a month's charges (one per billed party, lines rounded once)."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Iterable
+
+from billing.config import Organization
+from billing.money import ZERO, round_money
+from billing.months import Month
+from pricing_models import Charge
+from pricing_models.base import SECTIONS
+
+
+# ---- plain values the rest of the pipeline sees ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Line:
+    section: str
+    kind: str
+    description: str
+    amount_exact: Decimal
+    amount: Decimal
+    quantity: Decimal | None = None
+    unit: str | None = None
+    unit_price: Decimal | None = None
+    community: str | None = None
+    hub: str | None = None
+    cluster: str | None = None
+    component: str | None = None
+    details: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Invoice:
+    party_kind: str
+    party_id: str
+    month: str
+    currency: str
+    issue_date: dt.date
+    due_date: dt.date
+    lines: tuple[Line, ...]
+    bill_to: dict
+    issuer: dict
+    data_fingerprint: str
+    status: str = "draft"
+    number: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def subtotal(self) -> Decimal:
+        return sum((l.amount for l in self.lines), ZERO)
+
+    @property
+    def total(self) -> Decimal:
+        return self.subtotal
+
+    @property
+    def content_hash(self) -> str:
+        """What the invoice says (party, currency, lines, total); not when or from which file."""
+        body = {"party": [self.party_kind, self.party_id], "month": self.month, "currency": self.currency,
+                "lines": [[l.section, l.description, _s(l.quantity), l.unit, _s(l.unit_price),
+                           _s(round_money(l.amount, self.currency)), l.hub, l.cluster, l.component] for l in self.lines]}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+# ---- building invoices from charges ---------------------------------------------------
+
+
+def issue_date_for(month: Month) -> dt.date:
+    """Invoices for a month are dated the first day of the next month, so reruns give the same dates."""
+    return month.end
+
+
+def _contact(contact) -> dict:
+    return {"name": contact.name, "email": contact.email, "address": list(contact.address)}
+
+
+def build_invoices(org: Organization, month: Month, charges: dict[str, list[Charge]],
+                   data_fingerprint: str, notes: Iterable[str] = ()) -> list[Invoice]:
+    """One invoice per billed party (community or funder), lines rounded once."""
+    issue = issue_date_for(month)
+    due = issue + dt.timedelta(days=org.issuer.payment_terms_days)
+    issuer = org.issuer.model_dump(mode="json")
+    by_party: dict[tuple[str, str], list[Charge]] = {}
+    for community_id, community_charges in charges.items():
+        by_party.setdefault(("community", community_id), [])
+        for ch in community_charges:
+            party = ("community", community_id) if ch.bill_to is None else ("funder", ch.bill_to)
+            by_party.setdefault(party, []).append(ch)
+    section_order = list(dict.fromkeys(SECTIONS.values()))
+    invoices = []
+    for (kind, party_id), party_charges in sorted(by_party.items(), key=lambda kv: _party_order(org, kv[0])):
+        entity = org.community(party_id) if kind == "community" else org.funder(party_id)
+        ordered = sorted(party_charges, key=lambda c: section_order.index(SECTIONS[c.kind]))
+        lines = tuple(Line(SECTIONS[c.kind], c.kind, c.description, c.amount, c.rounded, c.quantity, c.unit,
+                           c.unit_price, c.community, c.hub, c.cluster, c.component, c.details) for c in ordered)
+        party_notes = list(notes)
+        if kind == "community" and entity.funder:
+            party_notes.append(f"Part or all of these charges are paid by {org.funder(entity.funder).name}.")
+        invoices.append(Invoice(kind, party_id, str(month), entity.currency, issue, due, lines,
+                                {"id": party_id, **_contact(entity.billing_contact),
+                                 "display_name": entity.name}, issuer, data_fingerprint,
+                                notes=tuple(party_notes)))
+    return invoices
+
+
+def _party_order(org: Organization, party: tuple[str, str]) -> tuple:
+    kind, pid = party
+    ids = [c.id for c in org.communities] if kind == "community" else [f.id for f in org.funders]
+    return (kind != "community", ids.index(pid) if pid in ids else len(ids), pid)
