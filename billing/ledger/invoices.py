@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Iterable
 
 from billing.config import Organization
+from billing.errors import InputError
 from billing.money import ZERO, round_money
 from billing.months import Month
 from pricing_models import Charge
@@ -100,17 +101,32 @@ def build_invoices(org: Organization, month: Month, charges: dict[str, list[Char
     invoices = []
     for (kind, party_id), party_charges in sorted(by_party.items(), key=lambda kv: _party_order(org, kv[0])):
         entity = org.community(party_id) if kind == "community" else org.funder(party_id)
+        _check_one_currency(kind, party_id, entity.currency, party_charges, month)
         ordered = sorted(party_charges, key=lambda c: section_order.index(SECTIONS[c.kind]))
         lines = tuple(Line(SECTIONS[c.kind], c.kind, c.description, c.amount, c.rounded, c.quantity, c.unit,
                            c.unit_price, c.community, c.hub, c.cluster, c.component, c.details) for c in ordered)
         party_notes = list(notes)
         if kind == "community" and entity.funder:
             party_notes.append(f"Part or all of these charges are paid by {org.funder(entity.funder).name}.")
-        invoices.append(Invoice(kind, party_id, str(month), entity.currency, issue, due, lines,
-                                {"id": party_id, **_contact(entity.billing_contact),
-                                 "display_name": entity.name}, issuer, data_fingerprint,
-                                notes=tuple(party_notes)))
+        invoice = Invoice(kind, party_id, str(month), entity.currency, issue, due, lines,
+                          {"id": party_id, **_contact(entity.billing_contact), "display_name": entity.name},
+                          issuer, data_fingerprint, notes=tuple(party_notes))
+        if invoice.total < 0:
+            raise InputError(f"{month}: the {kind} {party_id!r} would be invoiced {invoice.total} {entity.currency}, "
+                             "a negative total; an invoice never pays the customer: check the credits, discounts "
+                             "and caps of its pricing plan")
+        invoices.append(invoice)
     return invoices
+
+
+def _check_one_currency(kind: str, party_id: str, currency: str, charges: list[Charge], month: Month) -> None:
+    """A document is in one currency: every charge on a party's invoice is in the party's currency."""
+    for ch in charges:
+        if ch.currency != currency:
+            about = f" for community {ch.community!r}" if ch.community and ch.community != party_id else ""
+            raise InputError(f"{month}: a {ch.currency} charge ({ch.description!r}){about} would go on the {currency} "
+                             f"invoice of {kind} {party_id!r}; a document is in one currency: invoice them in the "
+                             "same currency, or convert with exchange_rates")
 
 
 def _party_order(org: Organization, party: tuple[str, str]) -> tuple:
