@@ -355,6 +355,11 @@ def _cross_reference_problems(org: Organization):
                    f"is priced in {plans[c.pricing_plan].currency}")
         if c.funder is not None and c.funder not in funders:
             yield f"communities[{i}] ({c.id}).funder: no funder {c.funder!r}; known: {sorted(funders)}"
+        elif c.funder is not None and funders[c.funder].currency != c.currency:
+            # Subsidy lines are in the community's currency and go, unconverted, on the funder's invoice.
+            yield (f"communities[{i}] ({c.id}).currency: {c.currency}, but its funder {c.funder!r} is invoiced in "
+                   f"{funders[c.funder].currency}; a funder's invoice is in one currency: invoice them in the same "
+                   "currency or use another funder")
     claimed: dict[tuple[str, str], str] = {}
     for i, cl in enumerate(org.clusters):
         where = f"clusters[{i}] ({cl.id})"
@@ -375,6 +380,7 @@ def _cross_reference_problems(org: Organization):
         if not any(h.cluster == cl.id for h in org.hubs):
             yield f"{where}: no hub runs on this cluster"
     tag_values: dict[tuple[str, str], str] = {}
+    sub_account_hubs: dict[tuple[str, str], str] = {}
     for i, h in enumerate(org.hubs):
         where = f"hubs[{i}] ({h.id})"
         if h.community not in communities:
@@ -389,11 +395,91 @@ def _cross_reference_problems(org: Organization):
             yield f"{where}: give either tag_value or sub_account, not both"
         if h.sub_account is not None and h.sub_account not in cl.sub_accounts:
             yield f"{where}.sub_account: {h.sub_account!r} is not one of cluster {cl.id!r}'s sub_accounts {list(cl.sub_accounts)}"
+        if h.sub_account is not None:
+            key = (h.cluster, h.sub_account)
+            if key in sub_account_hubs:
+                yield (f"{where}.sub_account: {h.sub_account!r} already names hub {sub_account_hubs[key]!r} "
+                       f"on cluster {h.cluster!r}")
+            sub_account_hubs.setdefault(key, h.id)
         if h.sub_account is None:
             key = (h.cluster, h.match_value)
             if key in tag_values:
                 yield f"{where}.tag_value: {h.match_value!r} already names hub {tag_values[key]!r} on cluster {h.cluster!r}"
             tag_values[key] = h.id
+            if h.match_value in cl.overhead_tag_values:
+                yield (f"{where}.tag_value: {h.match_value!r} is one of cluster {cl.id!r}'s overhead_tag_values "
+                       f"{list(cl.overhead_tag_values)}: its cost would be counted as the cluster's overhead, "
+                       "not as this hub's")
+    if org.ledger_url is not None and not _opens_as_database(org.ledger_url):
+        yield ("ledger_url: not a database URL that SQLAlchemy can open, e.g. postgresql+psycopg://user@host/db "
+               "(the value is not shown: it may hold a password)")
+    first_rate: dict[tuple[str, str, str], int] = {}
+    for i, r in enumerate(org.exchange_rates):
+        key = (r.month, r.source, r.target)
+        if key in first_rate:
+            yield (f"exchange_rates[{i}]: a second rate from {r.source} to {r.target} for {r.month} "
+                   f"(the first is exchange_rates[{first_rate[key]}]); give one")
+        first_rate.setdefault(key, i)
+
+
+def _opens_as_database(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).get_dialect()
+    except Exception:  # noqa: BLE001 - any failure means the ledger could not be opened
+        return False
+    return True
+
+
+def _plan_trial_problems(org: Organization):
+    """Price every community's plan on two made-up months, so what would fail the monthly run fails here.
+
+    One month is empty; the other has fees, cloud cost and active users on
+    every path (dedicated uplift, markup, usage tiers, cap, subsidy). A
+    community with a funder must have something billed to that funder,
+    otherwise its invoices would say its charges are paid by a funder who pays
+    nothing.
+    """
+    from pricing_models import CloudCost, PricingContext, build_model  # late: pricing_models imports this module
+
+    plans, funders = _by_id(org.pricing_plans), _by_id(org.funders)
+    for i, c in enumerate(org.communities):
+        plan = plans.get(c.pricing_plan)
+        if plan is None or (c.funder is not None and c.funder not in funders):
+            continue  # reported as a cross-reference problem
+        hubs = [h for h in org.hubs if h.community == c.id]
+        dedicated = any(cl.tenancy == "dedicated" and cl.community == c.id for cl in org.clusters)
+        busy_cloud = tuple(CloudCost(h.cluster, h.id, "compute", "direct", Decimal(1_000_000)) for h in hubs[:1])
+        billed_to_funder, failed = False, False
+        for cloud, mau in (((), {}), (busy_cloud, {h.id: 100_000 for h in hubs[:1]})):
+            ctx = PricingContext(month=Month.parse(c.active_from or "2022-01"), community=c,
+                                 funder=funders.get(c.funder) if c.funder else None, currency=c.currency,
+                                 cloud=cloud, mau=mau, dedicated=dedicated)
+            charges: list = []
+            for j, spec in enumerate(plan.charges):
+                try:
+                    model = build_model(spec.model, spec.params)
+                except Exception:  # noqa: BLE001 - reported by validate_plan
+                    failed = True
+                    break
+                try:
+                    charges.extend(model.charges(ctx, tuple(charges)))
+                except Exception as err:  # noqa: BLE001 - anything raised here would stop the monthly run
+                    why = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+                    yield (f"communities[{i}] ({c.id}).pricing_plan: plan {plan.id!r} cannot price this community: "
+                           f"charges[{j}] ({spec.model}): {why}")
+                    failed = True
+                    break
+            if failed:
+                break
+            billed_to_funder |= c.funder is not None and any(ch.bill_to == c.funder for ch in charges)
+        if c.funder is not None and not failed and not billed_to_funder:
+            yield (f"communities[{i}] ({c.id}).funder: {c.funder!r}, but plan {plan.id!r} bills nothing to a funder "
+                   f"(no subsidy), while the invoices would say {funders[c.funder].name!r} pays part of the charges; "
+                   "remove the funder or give the plan a subsidy")
+
+
 # ---- reading the file -------------------------------------------------------------------
 
 # A configuration is written by hand: 2 MB is about 100 times the sample's size,
@@ -591,6 +677,7 @@ def parse_organization(data: Any, source: str = "<inline>", base_dir: Path | Non
     problems += [f"{source}: {p}" for p in _cross_reference_problems(org)]
     for i, plan in enumerate(org.pricing_plans):
         problems += [f"{source}: pricing_plans[{i}] ({plan.id}).{p}" for p in validate_plan(plan)]
+    problems += [f"{source}: {p}" for p in _plan_trial_problems(org)]
     if problems:
         raise ConfigError(f"{source}: the configuration is invalid", problems)
     return org

@@ -131,6 +131,17 @@ def test_currencies_must_be_iso_4217(tmp_path, capsys):
     assert "exchange_rates[1].to: 'XXX' is not an ISO 4217 currency code" in err
 
 
+def test_funder_invoiced_in_another_currency_than_its_community(tmp_path, capsys):
+    data = small_org_data()
+    data["communities"][1]["currency"] = "EUR"
+    data["pricing_plans"][1]["currency"] = "EUR"
+    err = refused(tmp_path, capsys, data)
+    assert ("org.yaml: communities[1] (beta).currency: EUR, but its funder 'grant' is invoiced in USD; a funder's "
+            "invoice is in one currency: invoice them in the same currency or use another funder") in err
+    data["funders"][0]["currency"] = "EUR"
+    parse_organization(data, "org.yaml", tmp_path)
+
+
 # ---- text that reaches documents -------------------------------------------------------------------
 
 
@@ -154,6 +165,13 @@ def test_control_characters_are_refused_in_values_and_keys(tmp_path, capsys):
            "U+0000" in err
     assert "hubs[0] (alpha-shared): the key 'note\\x07' contains the control character U+0007" in err
     assert "payment_instructions" not in err
+
+
+def test_secret_setting_is_not_echoed(tmp_path, capsys):
+    err = refused(tmp_path, capsys, small_org_data(ledger_url="postgresql://u:hunter2@h/db\x00"))
+    assert "ledger_url: the value contains the control character U+0000" in err and "hunter2" not in err
+    err = refused(tmp_path, capsys, small_org_data(ledger_url="nosuchdb://u:hunter2@h/db"))
+    assert "ledger_url: not a database URL that SQLAlchemy can open" in err and "hunter2" not in err
 
 
 def test_empty_names_are_refused(tmp_path, capsys):
@@ -214,6 +232,16 @@ def test_exchange_rate_between_one_currency_and_itself(tmp_path, capsys):
     assert "org.yaml: exchange_rates[0]: from and to are both USD: a rate converts one currency into another" in err
 
 
+def test_two_rates_for_the_same_month_and_currencies(tmp_path, capsys):
+    rate = {"month": "2022-01", "from": "USD", "to": "EUR", "rate": "0.9"}
+    other = {"month": "2022-02", "from": "USD", "to": "EUR", "rate": "0.9"}
+    inverse = {"month": "2022-01", "from": "EUR", "to": "USD", "rate": "1.1"}
+    err = refused(tmp_path, capsys, small_org_data(exchange_rates=[rate, other, inverse, dict(rate, rate="0.91")]))
+    assert ("org.yaml: exchange_rates[3]: a second rate from USD to EUR for 2022-01 (the first is exchange_rates[0]); "
+            "give one") in err
+    assert err.count("a second rate") == 1
+
+
 # ---- issuer ----------------------------------------------------------------------------------------
 
 
@@ -250,12 +278,70 @@ def test_email_addresses(tmp_path, capsys):
 # ---- hubs and clusters -----------------------------------------------------------------------------
 
 
+def test_hub_tag_values_that_can_never_match(tmp_path, capsys):
+    data = small_org_data()
+    data["hubs"][0]["tag_value"] = ""
+    data["hubs"][1]["tag_value"] = "kube-system"
+    err = refused(tmp_path, capsys, data)
+    assert "org.yaml: hubs[0] (alpha-shared).tag_value: must not be empty (got '')" in err
+    data["hubs"][0]["tag_value"] = "alpha"
+    err = refused(tmp_path, capsys, data)
+    assert ("org.yaml: hubs[1] (beta-shared).tag_value: 'kube-system' is one of cluster 'shared''s "
+            "overhead_tag_values ['kube-system', 'support']: its cost would be counted as the cluster's overhead, "
+            "not as this hub's") in err
+
+
+def test_two_hubs_on_one_sub_account(tmp_path, capsys):
+    data = small_org_data()
+    data["hubs"][0] = {"id": "alpha-shared", "cluster": "shared", "community": "alpha", "sub_account": "111100000000"}
+    data["hubs"][1] = {"id": "beta-shared", "cluster": "shared", "community": "beta", "sub_account": "111100000000"}
+    err = refused(tmp_path, capsys, data)
+    assert ("org.yaml: hubs[1] (beta-shared).sub_account: '111100000000' already names hub 'alpha-shared' "
+            "on cluster 'shared'") in err
+
+
 def test_empty_account_fields(tmp_path, capsys):
     data = small_org_data()
     data["clusters"][0].update(billing_account="", hub_tag=" ", sub_accounts=[""])
     err = refused(tmp_path, capsys, data)
     for where in ("billing_account", "hub_tag", "sub_accounts[0]"):
         assert f"org.yaml: clusters[0] (shared).{where}: must not be empty" in err
+
+
+# ---- plans tried on every community ----------------------------------------------------------------
+
+
+def test_plan_without_a_fee_for_the_community_kind(tmp_path, capsys):
+    data = small_org_data()
+    del data["pricing_plans"][0]["charges"][0]["fees"]["education"]
+    err = refused(tmp_path, capsys, data)
+    assert ("org.yaml: communities[0] (alpha).pricing_plan: plan 'alpha-2022' cannot price this community: "
+            "charges[0] (tier_fee): plan has no fee for community kind 'education'") in err
+
+
+def test_subsidy_without_a_funder(tmp_path, capsys):
+    data = small_org_data()
+    del data["communities"][1]["funder"]
+    err = refused(tmp_path, capsys, data)
+    assert ("org.yaml: communities[1] (beta).pricing_plan: plan 'grant-plan' cannot price this community: "
+            "charges[2] (subsidy): community 'beta' has a subsidy in its plan but no funder") in err
+
+
+def test_funder_whose_plan_bills_it_nothing(tmp_path, capsys):
+    data = small_org_data()
+    data["communities"][0]["funder"] = "grant"
+    err = refused(tmp_path, capsys, data)
+    assert ("org.yaml: communities[0] (alpha).funder: 'grant', but plan 'alpha-2022' bills nothing to a funder "
+            "(no subsidy), while the invoices would say 'Big Grant' pays part of the charges; remove the funder or "
+            "give the plan a subsidy") in err
+
+
+def test_description_the_model_cannot_fill_in(tmp_path, capsys):
+    data = small_org_data()
+    data["pricing_plans"][0]["charges"][0]["description"] = "Fee ({tier})"
+    err = refused(tmp_path, capsys, data)
+    assert "communities[0] (alpha).pricing_plan: plan 'alpha-2022' cannot price this community: " \
+           "charges[0] (tier_fee): KeyError: 'tier'" in err
 
 
 # ---- all together ----------------------------------------------------------------------------------
@@ -269,6 +355,17 @@ def test_every_problem_is_reported_together(tmp_path, capsys):
     data["exchange_rates"] = [{"month": "2022-01", "from": "USD", "to": "EUR", "rate": "0"}]
     err = refused(tmp_path, capsys, data)
     assert err.count("\n  - ") == 4
+
+
+def test_relations_are_reported_together(tmp_path, capsys):
+    data = small_org_data()
+    data["communities"][1]["currency"] = "EUR"
+    data["pricing_plans"][1]["currency"] = "EUR"
+    data["hubs"][0]["tag_value"] = "support"
+    rate = {"month": "2022-01", "from": "USD", "to": "EUR", "rate": "0.9"}
+    data["exchange_rates"] = [rate, rate]
+    err = refused(tmp_path, capsys, data)
+    assert err.count("\n  - ") == 3
 
 
 def test_problems_without_a_file(tmp_path):
