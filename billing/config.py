@@ -7,19 +7,21 @@ raises `ConfigError` listing every problem with file, path and value.
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Iterator, Literal, Sequence, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from billing.errors import ConfigError
-from billing.money import to_decimal
+from billing.money import is_iso_currency, to_decimal
+from billing.months import Month
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
-CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 # <project>.<dataset>.gcp_billing_export[_resource]_v1_<ACCOUNT>: a table name cannot be a query parameter.
 GCP_EXPORT_TABLE_PATTERN = (r"^[a-z][a-z0-9-]{4,28}[a-z0-9]\.[A-Za-z0-9_]{1,1024}"
                             r"\.gcp_billing_export_(resource_)?v1_[A-Z0-9_]+$")
@@ -32,32 +34,84 @@ def _decimal(value: Any) -> Decimal:
     return to_decimal(value)
 
 
+def _iso_currency(code: str) -> str:
+    """A currency every invoice can be computed, rounded and printed in."""
+    if not is_iso_currency(code):
+        hint = f"; write it in capitals: {code.upper()!r}" if is_iso_currency(code.upper()) else ""
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code (e.g. USD, EUR){hint}")
+    return code
+
+
+def _month_text(text: str) -> str:
+    """A real month written exactly YYYY-MM: months are compared and looked up as text."""
+    month = Month.parse(text)
+    if str(month) != text:
+        raise ValueError(f"write the month exactly as YYYY-MM: {str(month)!r}, not {text!r}")
+    return text
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+def _email(text: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
+        raise ValueError(f"not an email address: {text!r}")
+    return text
+
+
+def _invoice_prefix(prefix: str) -> str:
+    """Numbers are PREFIX-YYYY-NNNN; the year must be the first group of digits only, so no two read the same."""
+    groups = prefix.split("-")
+    if (not 1 <= len(prefix) <= 12 or not re.fullmatch(r"[A-Z][A-Z0-9]*(-[A-Z0-9]+)*", prefix)
+            or any(g.isdigit() for g in groups)):
+        raise ValueError(f"{prefix!r} cannot start invoice numbers (PREFIX-YYYY-NNNN): use 1 to 12 capital letters "
+                         "and digits starting with a letter, in groups joined by single '-', none of them digits "
+                         "only (it would read like a year or a number), e.g. INV or OHC-EU")
+    return prefix
+
+
+CurrencyCode = Annotated[str, AfterValidator(_iso_currency)]
+MonthText = Annotated[str, AfterValidator(_month_text)]
+Text = Annotated[str, AfterValidator(_not_blank)]
+Email = Annotated[str, AfterValidator(_email)]
+
+# Exchange rates outside these bounds are typos (a lost decimal point, the rate
+# written the wrong way round for a weak currency): no two currencies in use are
+# a billion to one apart (the weakest trade at about a million to the dollar), and
+# such a rate would silently inflate or erase a community's cloud costs.
+MIN_EXCHANGE_RATE, MAX_EXCHANGE_RATE = Decimal("1e-9"), Decimal("1e9")
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Contact(Frozen):
-    name: str
-    email: str | None = None
+    name: Text
+    email: Email | None = None
     address: tuple[str, ...] = ()
 
 
 class Issuer(Frozen):
-    name: str
+    name: Text
     address: tuple[str, ...] = ()
-    email: str | None = None
+    email: Email | None = None
     website: str | None = None
     tax_id: str | None = None
-    payment_terms_days: int = Field(default=30, ge=0, le=365)
+    # Strict: `yes` would otherwise be read as 1 day.
+    payment_terms_days: int = Field(default=30, ge=0, le=365, strict=True)
     payment_instructions: tuple[str, ...] = ()
-    invoice_prefix: Annotated[str, Field(pattern=r"^[A-Z0-9-]{1,12}$")] = "INV"
+    invoice_prefix: Annotated[str, AfterValidator(_invoice_prefix)] = "INV"
 
 
 class Funder(Frozen):
     """A grant or sponsor that pays part or all of some communities' charges."""
 
     id: Identifier
-    name: str
+    name: Text
     grant: str | None = None
     currency: CurrencyCode = "USD"
     billing_contact: Contact
@@ -65,14 +119,20 @@ class Funder(Frozen):
 
 class Community(Frozen):
     id: Identifier
-    name: str
+    name: Text
     kind: Literal["education", "research", "partnership"]
     currency: CurrencyCode = "USD"
     pricing_plan: Identifier
     billing_contact: Contact
     funder: Identifier | None = None
-    active_from: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
-    active_until: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
+    active_from: MonthText | None = None
+    active_until: MonthText | None = None
+
+    @model_validator(mode="after")
+    def _active_in_order(self) -> "Community":
+        if self.active_from and self.active_until and self.active_until < self.active_from:
+            raise ValueError(f"active_until {self.active_until} is before active_from {self.active_from}")
+        return self
 
 
 # ---- cost sources: where a cluster's spend comes from -------------------------
@@ -82,7 +142,7 @@ class FocusFilesSource(Frozen):
     """FOCUS files as the clouds export them: CSV, CSV.gz or Parquet (glob allowed)."""
 
     type: Literal["focus"]
-    path: str
+    path: Text
     cost_column: Literal["BilledCost", "EffectiveCost"] = "BilledCost"
 
 
@@ -99,16 +159,16 @@ class AwsCostExplorerSource(Frozen):
 
     type: Literal["aws_cost_explorer"]
     metric: Literal["UnblendedCost", "NetUnblendedCost", "AmortizedCost", "BlendedCost"] = "UnblendedCost"
-    region: str = "us-east-1"
+    region: Text = "us-east-1"
 
 
 class AwsFocusS3Source(Frozen):
     """The FOCUS export that AWS Data Exports writes to S3 (Manifest.json + data files)."""
 
     type: Literal["aws_focus_s3"]
-    bucket: str
+    bucket: Text
     prefix: str
-    region: str = "us-east-1"
+    region: Text = "us-east-1"
 
 
 class AzureCostManagementSource(Frozen):
@@ -136,11 +196,11 @@ class SplitRule(Frozen):
 class Cluster(Frozen):
     id: Identifier
     provider: Literal["gcp", "aws", "azure"]
-    billing_account: str
-    sub_accounts: tuple[str, ...] = Field(min_length=1)
+    billing_account: Text
+    sub_accounts: tuple[Text, ...] = Field(min_length=1)
     tenancy: Literal["dedicated", "shared"]
     community: Identifier | None = None
-    hub_tag: str = Field(description="tag / label key whose value names the hub")
+    hub_tag: Text = Field(description="tag / label key whose value names the hub")
     # Tag values that are the cluster's own system namespaces, not hubs: their cost is overhead.
     overhead_tag_values: tuple[str, ...] = ("kube-system", "support")
     split: SplitRule | None = None
@@ -155,8 +215,9 @@ class Hub(Frozen):
     cluster: Identifier
     community: Identifier
     # How its cost rows are recognized: a tag value (key from the cluster), or a whole sub-account.
-    tag_value: str | None = None
-    sub_account: str | None = None
+    # An empty tag value is how sources say "untagged": it cannot name a hub.
+    tag_value: Text | None = None
+    sub_account: Text | None = None
 
     _lower_sub = field_validator("sub_account", mode="after")(lambda v: v.lower() if v else v)
 
@@ -178,18 +239,36 @@ class ChargeSpec(Frozen):
 
 class PricingPlan(Frozen):
     id: Identifier
-    name: str
+    name: Text
     currency: CurrencyCode = "USD"
     charges: tuple[ChargeSpec, ...] = Field(min_length=1)
 
 
 class ExchangeRate(Frozen):
-    month: str = Field(pattern=r"^\d{4}-\d{2}$")
+    """One unit of `from` is worth `rate` units of `to` in `month`."""
+
+    month: MonthText
     source: CurrencyCode = Field(alias="from")
     target: CurrencyCode = Field(alias="to")
     rate: Decimal
 
-    _check_rate = field_validator("rate", mode="before")(_decimal)
+    _exact_rate = field_validator("rate", mode="before")(_decimal)
+
+    @field_validator("rate")
+    @classmethod
+    def _sane_rate(cls, rate: Decimal) -> Decimal:
+        if rate <= 0:
+            raise ValueError("a rate must be greater than 0")
+        if not MIN_EXCHANGE_RATE <= rate <= MAX_EXCHANGE_RATE:
+            raise ValueError(f"a rate must be between {MIN_EXCHANGE_RATE:f} and {MAX_EXCHANGE_RATE:f}: no two "
+                             "currencies are that far apart; check for a typo or a rate written the wrong way round")
+        return rate
+
+    @model_validator(mode="after")
+    def _two_currencies(self) -> "ExchangeRate":
+        if self.source == self.target:
+            raise ValueError(f"from and to are both {self.source}: a rate converts one currency into another")
+        return self
 
 
 class UsageData(Frozen):
@@ -201,7 +280,7 @@ class UsageData(Frozen):
 
 
 class Organization(Frozen):
-    name: str
+    name: Text
     issuer: Issuer
     ledger_url: str | None = None
     funders: tuple[Funder, ...] = ()
@@ -212,14 +291,8 @@ class Organization(Frozen):
     usage: UsageData = UsageData()
     exchange_rates: tuple[ExchangeRate, ...] = ()
     # The folder the configuration was read from; relative paths resolve against it.
+    # Cross-references are checked by `parse_organization` (each problem on its own line).
     base_dir: Path = Field(default=Path("."), exclude=True)
-
-    @model_validator(mode="after")
-    def _check_references(self) -> "Organization":
-        problems = list(_cross_reference_problems(self))
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
 
     # ---- lookups -------------------------------------------------------------
 
@@ -282,6 +355,11 @@ def _cross_reference_problems(org: Organization):
                    f"is priced in {plans[c.pricing_plan].currency}")
         if c.funder is not None and c.funder not in funders:
             yield f"communities[{i}] ({c.id}).funder: no funder {c.funder!r}; known: {sorted(funders)}"
+        elif c.funder is not None and funders[c.funder].currency != c.currency:
+            # Subsidy lines are in the community's currency and go, unconverted, on the funder's invoice.
+            yield (f"communities[{i}] ({c.id}).currency: {c.currency}, but its funder {c.funder!r} is invoiced in "
+                   f"{funders[c.funder].currency}; a funder's invoice is in one currency: invoice them in the same "
+                   "currency or use another funder")
     claimed: dict[tuple[str, str], str] = {}
     for i, cl in enumerate(org.clusters):
         where = f"clusters[{i}] ({cl.id})"
@@ -302,6 +380,7 @@ def _cross_reference_problems(org: Organization):
         if not any(h.cluster == cl.id for h in org.hubs):
             yield f"{where}: no hub runs on this cluster"
     tag_values: dict[tuple[str, str], str] = {}
+    sub_account_hubs: dict[tuple[str, str], str] = {}
     for i, h in enumerate(org.hubs):
         where = f"hubs[{i}] ({h.id})"
         if h.community not in communities:
@@ -316,38 +395,289 @@ def _cross_reference_problems(org: Organization):
             yield f"{where}: give either tag_value or sub_account, not both"
         if h.sub_account is not None and h.sub_account not in cl.sub_accounts:
             yield f"{where}.sub_account: {h.sub_account!r} is not one of cluster {cl.id!r}'s sub_accounts {list(cl.sub_accounts)}"
+        if h.sub_account is not None:
+            key = (h.cluster, h.sub_account)
+            if key in sub_account_hubs:
+                yield (f"{where}.sub_account: {h.sub_account!r} already names hub {sub_account_hubs[key]!r} "
+                       f"on cluster {h.cluster!r}")
+            sub_account_hubs.setdefault(key, h.id)
         if h.sub_account is None:
             key = (h.cluster, h.match_value)
             if key in tag_values:
                 yield f"{where}.tag_value: {h.match_value!r} already names hub {tag_values[key]!r} on cluster {h.cluster!r}"
             tag_values[key] = h.id
+            if h.match_value in cl.overhead_tag_values:
+                yield (f"{where}.tag_value: {h.match_value!r} is one of cluster {cl.id!r}'s overhead_tag_values "
+                       f"{list(cl.overhead_tag_values)}: its cost would be counted as the cluster's overhead, "
+                       "not as this hub's")
+    if org.ledger_url is not None and not _opens_as_database(org.ledger_url):
+        yield ("ledger_url: not a database URL that SQLAlchemy can open, e.g. postgresql+psycopg://user@host/db "
+               "(the value is not shown: it may hold a password)")
+    first_rate: dict[tuple[str, str, str], int] = {}
+    for i, r in enumerate(org.exchange_rates):
+        key = (r.month, r.source, r.target)
+        if key in first_rate:
+            yield (f"exchange_rates[{i}]: a second rate from {r.source} to {r.target} for {r.month} "
+                   f"(the first is exchange_rates[{first_rate[key]}]); give one")
+        first_rate.setdefault(key, i)
 
 
-def _format_validation_error(source: str, err: ValidationError) -> list[str]:
+def _opens_as_database(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).get_dialect()
+    except Exception:  # noqa: BLE001 - any failure means the ledger could not be opened
+        return False
+    return True
+
+
+def _plan_trial_problems(org: Organization):
+    """Price every community's plan on two made-up months, so what would fail the monthly run fails here.
+
+    One month is empty; the other has fees, cloud cost and active users on
+    every path (dedicated uplift, markup, usage tiers, cap, subsidy). A
+    community with a funder must have something billed to that funder,
+    otherwise its invoices would say its charges are paid by a funder who pays
+    nothing.
+    """
+    from pricing_models import CloudCost, PricingContext, build_model  # late: pricing_models imports this module
+
+    plans, funders = _by_id(org.pricing_plans), _by_id(org.funders)
+    for i, c in enumerate(org.communities):
+        plan = plans.get(c.pricing_plan)
+        if plan is None or (c.funder is not None and c.funder not in funders):
+            continue  # reported as a cross-reference problem
+        hubs = [h for h in org.hubs if h.community == c.id]
+        dedicated = any(cl.tenancy == "dedicated" and cl.community == c.id for cl in org.clusters)
+        busy_cloud = tuple(CloudCost(h.cluster, h.id, "compute", "direct", Decimal(1_000_000)) for h in hubs[:1])
+        billed_to_funder, failed = False, False
+        for cloud, mau in (((), {}), (busy_cloud, {h.id: 100_000 for h in hubs[:1]})):
+            ctx = PricingContext(month=Month.parse(c.active_from or "2022-01"), community=c,
+                                 funder=funders.get(c.funder) if c.funder else None, currency=c.currency,
+                                 cloud=cloud, mau=mau, dedicated=dedicated)
+            charges: list = []
+            for j, spec in enumerate(plan.charges):
+                try:
+                    model = build_model(spec.model, spec.params)
+                except Exception:  # noqa: BLE001 - reported by validate_plan
+                    failed = True
+                    break
+                try:
+                    charges.extend(model.charges(ctx, tuple(charges)))
+                except Exception as err:  # noqa: BLE001 - anything raised here would stop the monthly run
+                    why = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+                    yield (f"communities[{i}] ({c.id}).pricing_plan: plan {plan.id!r} cannot price this community: "
+                           f"charges[{j}] ({spec.model}): {why}")
+                    failed = True
+                    break
+            if failed:
+                break
+            billed_to_funder |= c.funder is not None and any(ch.bill_to == c.funder for ch in charges)
+        if c.funder is not None and not failed and not billed_to_funder:
+            yield (f"communities[{i}] ({c.id}).funder: {c.funder!r}, but plan {plan.id!r} bills nothing to a funder "
+                   f"(no subsidy), while the invoices would say {funders[c.funder].name!r} pays part of the charges; "
+                   "remove the funder or give the plan a subsidy")
+
+
+# ---- reading the file -------------------------------------------------------------------
+
+# A configuration is written by hand: 2 MB is about 100 times the sample's size,
+# and PyYAML reads it in a few seconds.
+MAX_CONFIG_BYTES = 2_000_000
+# Aliases (*name) may repeat a value (a shared billing contact), but a few of
+# them can expand a small file into billions of values ("billion laughs").
+MAX_EXPANDED_VALUES = 1_000_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _alias_problem(root: yaml.Node) -> str | None:
+    """Why the document's aliases make it unusable (a cycle, too large once expanded), or None."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def expanded(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_nodes:
+            raise ValueError(f"line {node.start_mark.line + 1}: an alias refers to a value that contains it")
+        open_nodes.add(id(node))
+        sizes[id(node)] = 1 + sum(expanded(child) for child in _children(node))
+        open_nodes.discard(id(node))
+        return sizes[id(node)]
+
+    try:
+        total = expanded(root)
+    except ValueError as err:
+        return str(err)
+    if total > MAX_EXPANDED_VALUES:
+        return (f"its aliases (*name) expand it to {total:,} values; at most {MAX_EXPANDED_VALUES:,} are read: "
+                "write the values out")
+    return None
+
+
+def _repeated_keys(node: yaml.Node | None, loc: tuple = (), seen: set[int] | None = None
+                   ) -> Iterator[tuple[int, tuple, str]]:
+    """(line, location, problem) for each key given twice in a mapping: PyYAML would silently keep the last.
+
+    A value repeated by an alias is checked once, where it is first written.
+    """
+    seen = set() if seen is None else seen
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                key = (key_node.tag, key_node.value)
+                if key in first_line:
+                    yield line, loc, (f"the key {key_node.value!r} is given twice (first at line {first_line[key]}); "
+                                      "YAML would silently keep only the last value")
+                first_line.setdefault(key, line)
+                yield from _repeated_keys(value_node, loc + (key_node.value,), seen)
+            else:  # a merge key (<<) or a complex key: its value's keys are checked where they are written
+                yield from _repeated_keys(value_node, loc + (None,), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _repeated_keys(item, loc + (i,), seen)
+
+
+def _read_yaml(path: Path) -> tuple[Any, list[tuple[int, tuple, str]]]:
+    """The file's data and its repeated keys; ConfigError if it cannot be read as one YAML document."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: the configuration is {size:,} bytes; at most {MAX_CONFIG_BYTES:,} are read")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the configuration: {err.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text: byte {raw[err.start:err.start + 1]!r} at line {line}; "
+                          "save the file as UTF-8") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and (why := _alias_problem(node)):
+            raise ConfigError(f"{path}: {why}")
+        repeated = list(_repeated_keys(node))
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = ", ".join(filter(None, (getattr(err, "context", None), getattr(err, "problem", None)))) or err
+        raise ConfigError(f"{path}: not valid YAML{where}: {what}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: the YAML is nested too deeply to be a configuration") from None
+    finally:
+        loader.dispose()
+    return data, repeated
+
+
+# ---- text that reaches documents ------------------------------------------------------------
+
+
+def _unprintable(text: str) -> str | None:
+    """Why `text` cannot go into an invoice, a CSV or the ledger, or None."""
+    for ch in text:
+        if "\ud800" <= ch <= "\udfff":
+            return f"contains the lone surrogate U+{ord(ch):04X}, which cannot be written as UTF-8"
+        if ch not in "\t\n" and unicodedata.category(ch) == "Cc":
+            return f"contains the control character U+{ord(ch):04X} ({ch!r}); only tab and newline are allowed"
+    return None
+
+
+# Settings whose value is never echoed in a message: it may hold a password.
+_SECRET_SETTINGS = {("ledger_url",)}
+
+
+def _text_problems(value: Any, loc: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """(location, problem) for every key and string in the parsed YAML that is not printable text."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and (why := _unprintable(key)):
+                yield loc, f"the key {key!r} {why}"
+            yield from _text_problems(item, loc + (key,))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _text_problems(item, loc + (i,))
+    elif isinstance(value, str):
+        if why := _unprintable(value):
+            yield loc, f"{'the value' if loc in _SECRET_SETTINGS else repr(value)} {why}"
+    elif isinstance(value, (bytes, bytearray)):
+        yield loc, "binary data (!!binary) is not text"
+
+
+# ---- reporting ----------------------------------------------------------------------------
+
+
+def _where(data: Any, loc: Sequence) -> str:
+    """A location as people read it: communities[3] (latam-eu).billing_contact.name."""
+    text, node = "", data
+    for part in loc:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+        if isinstance(part, int) and not isinstance(part, bool):
+            text += f"[{part}]"
+            ident = node.get("id") if isinstance(node, dict) else None
+            if isinstance(ident, str) and re.fullmatch(ID_PATTERN, ident) and len(ident) <= 64:
+                text += f" ({ident})"
+        elif isinstance(part, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
+            text += f".{part}"
+        else:
+            text += f"[{part!r}]"
+    return text.lstrip(".") or "(top level)"
+
+
+def _format_validation_error(source: str, data: Any, err: ValidationError) -> list[str]:
     problems = []
     for e in err.errors():
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
         value = e.get("input")
-        shown = "" if isinstance(value, (dict, list)) or loc == "" else f" (got {value!r})"
         msg = e["msg"].removeprefix("Value error, ")
-        problems.append(f"{source}: {loc or '(top level)'}: {msg}{shown}")
+        shown = "" if isinstance(value, (dict, list)) or not e["loc"] or repr(value) in msg else f" (got {value!r})"
+        problems.append(f"{source}: {_where(data, e['loc'])}: {msg}{shown}")
     return problems
 
 
-def parse_organization(data: Any, source: str = "<inline>", base_dir: Path | None = None) -> Organization:
-    """Validate configuration data (already parsed YAML) into an Organization."""
+def parse_organization(data: Any, source: str = "<inline>", base_dir: Path | None = None, *,
+                       earlier_problems: Sequence[str] = ()) -> Organization:
+    """Validate configuration data (already parsed YAML) into an Organization.
+
+    Raises ConfigError listing every problem found (after `earlier_problems`,
+    those found while reading the file), each with file, path and value.
+    """
+    problems = list(earlier_problems)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the configuration must be a mapping at the top level")
+        raise ConfigError(f"{source}: the configuration must be a mapping at the top level", problems)
+    problems += [f"{source}: {_where(data, loc)}: {why}" for loc, why in _text_problems(data)]
     try:
         org = Organization.model_validate({**data, "base_dir": base_dir or Path(".")})
     except ValidationError as err:
-        raise ConfigError(f"{source}: the configuration is invalid", _format_validation_error(source, err)) from None
+        raise ConfigError(f"{source}: the configuration is invalid",
+                          problems + _format_validation_error(source, data, err)) from None
     # Pricing-model parameters are validated by the models themselves.
     from pricing_models import validate_plan  # late import: pricing_models depends on billing.config
 
-    problems = []
+    problems += [f"{source}: {p}" for p in _cross_reference_problems(org)]
     for i, plan in enumerate(org.pricing_plans):
         problems += [f"{source}: pricing_plans[{i}] ({plan.id}).{p}" for p in validate_plan(plan)]
+    problems += [f"{source}: {p}" for p in _plan_trial_problems(org)]
     if problems:
         raise ConfigError(f"{source}: the configuration is invalid", problems)
     return org
@@ -356,19 +686,10 @@ def parse_organization(data: Any, source: str = "<inline>", base_dir: Path | Non
 def load_organization(path: str | os.PathLike) -> Organization:
     """Read and validate the organization's YAML configuration."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the configuration: {err.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
-    return parse_organization(data, str(path), path.resolve().parent)
+    data, repeated = _read_yaml(path)
+    return parse_organization(data, str(path), path.resolve().parent,
+                              earlier_problems=[f"{path}: line {line}: {_where(data, loc)}: {why}"
+                                                for line, loc, why in repeated])
 
 
 def default_organization_path() -> Path:

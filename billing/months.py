@@ -5,7 +5,11 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
+# Python dates end with 9999-12-31. Every month needs a next month, an issue
+# date (the first day of the next month) and a due date up to 365 days after
+# that: December 9997 is the last month for which all three exist.
+FIRST_YEAR, LAST_YEAR = 1, 9997
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -17,10 +21,16 @@ class Month:
 
     @classmethod
     def parse(cls, text: str) -> "Month":
+        """A month written YYYY-MM (2022-01), year 1 to 9998, month 01 to 12; ValueError otherwise."""
         m = _MONTH.match(str(text).strip())
-        if not m or not 1 <= int(m.group(2)) <= 12:
-            raise ValueError(f"not a month in the form YYYY-MM: {text!r}")
-        return cls(int(m.group(1)), int(m.group(2)))
+        if not m:
+            raise ValueError(f"not a month in the form YYYY-MM (e.g. 2022-01): {text!r}")
+        year, month = int(m.group(1)), int(m.group(2))
+        if not 1 <= month <= 12:
+            raise ValueError(f"not a month: {text!r} (the month is 01 to 12)")
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            raise ValueError(f"not a month: {text!r} (the year is {FIRST_YEAR:04d} to {LAST_YEAR})")
+        return cls(year, month)
 
     def __str__(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"

@@ -21,7 +21,7 @@ def test_every_problem_is_reported_with_path_and_value(tmp_path):
     with pytest.raises(ConfigError) as err:
         parse_organization(data, "org.yaml", tmp_path)
     text = str(err.value)
-    assert "org.yaml: clusters[0].provider" in text and "'gpc'" in text
+    assert "org.yaml: clusters[0] (shared).provider" in text and "'gpc'" in text
 
 
 def test_cross_references_and_plan_parameters(tmp_path):
