@@ -596,7 +596,14 @@ def _unprintable(text: str) -> str | None:
             return f"contains the lone surrogate U+{ord(ch):04X}, which cannot be written as UTF-8"
         if ch not in "\t\n" and unicodedata.category(ch) == "Cc":
             return f"contains the control character U+{ord(ch):04X} ({ch!r}); only tab and newline are allowed"
+        if ch in BIDI_OVERRIDES:
+            return (f"contains the bidirectional override U+{ord(ch):04X}, which can make a printed text read "
+                    "differently from what it is; right-to-left names need no override")
     return None
+
+
+# Explicit embedding and override controls reorder text on the page (the "Trojan Source" trick).
+BIDI_OVERRIDES = frozenset("\u202a\u202b\u202c\u202d\u202e")
 
 
 # Settings whose value is never echoed in a message: it may hold a password.

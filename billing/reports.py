@@ -91,7 +91,8 @@ def write_revenue_plot(path: Path, rows: list[RevenueRow], org_name: str) -> Non
         for x, value in zip(months, ng):
             ax.annotate(f"{value:,.0f}", (x, value), ha="center", va="bottom", fontsize=8, xytext=(0, 2),
                         textcoords="offset points")
-        ax.set_title(f"{org_name}: monthly non-grant revenue ({currency})")
+        # "$" would start matplotlib's math text in a name such as "Data $cience".
+        ax.set_title(f"{org_name}: monthly non-grant revenue ({currency})".replace("$", r"\$"))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.set_ylabel(currency)
         ax.tick_params(axis="x", labelrotation=45)

@@ -380,3 +380,15 @@ def test_month_written_unquoted_as_a_date(tmp_path, capsys):
         "  kind: education\n", "  kind: education\n  active_from: 2022-05-01\n", 1)
     err = refused(tmp_path, capsys, text)
     assert "communities[0] (alpha).active_from: Input should be a valid string" in err
+
+
+def test_bidirectional_overrides_are_refused(tmp_path):
+    from billing.config import parse_organization
+    from billing.errors import ConfigError
+    from helpers import small_org_data
+
+    data = small_org_data()
+    data["communities"][0]["name"] = "Alpha \u202egnp.exe"
+    with pytest.raises(ConfigError) as err:
+        parse_organization(data, "org.yaml", tmp_path)
+    assert "communities[0] (alpha).name" in str(err.value) and "bidirectional override U+202E" in str(err.value)
