@@ -3,12 +3,17 @@
 Exit codes: 0 success; 2 bad input or configuration (one clear message, no
 traceback); 1 anything else (a month whose finalized invoices would change, a
 failed reconciliation, a source that could not deliver, an internal error).
+run, backfill and report check the whole command line first (`preflight`), so
+a wrong argument stops them before any month is read, priced or finalized.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import stat
 import sys
+import tempfile
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
@@ -16,6 +21,17 @@ from pathlib import Path
 from billing.errors import BillingError, InputError
 
 log = logging.getLogger("billing")
+
+
+def _worker_count(text: str) -> int:
+    """The argparse type of --workers: a whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     run_opts.add_argument("--draft", action="store_true", help="price and render without finalizing (PDFs marked DRAFT)")
     run_opts.add_argument("--refresh", action="store_true", help="re-query live cloud sources instead of their snapshots")
     run_opts.add_argument("--allow-estimated", action="store_true", help="finalize even if a source says figures are estimated")
-    run_opts.add_argument("--workers", type=int, default=None, help="processes rendering PDFs (default: CPU count)")
+    run_opts.add_argument("--workers", type=_worker_count, default=None, help="processes rendering PDFs (default: CPU count)")
     run_opts.add_argument("--prefect", action="store_true", help="run through the Prefect flow (records runs in Prefect)")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[common, run_opts], help="run the monthly job for one month")
@@ -61,13 +77,109 @@ def _options(args):
                       ledger_url=args.ledger, workers=args.workers)
 
 
-def _month(text: str):
+def _month(text: str, option: str = "--month"):
     from billing.months import Month
 
     try:
-        return Month.parse(text)
+        return Month.parse(text)   # refuses months whose issue and due dates would not be calendar dates
     except ValueError as err:
-        raise InputError(str(err)) from None
+        raise InputError(f"{option}: {err}") from None
+
+
+def _months(args) -> list:
+    """The months a run or backfill covers, oldest first."""
+    from billing.months import month_range
+
+    if args.command == "run":
+        return [_month(args.month)]
+    try:
+        return month_range(_month(args.start, "--from"), _month(args.end, "--to"))
+    except ValueError as err:
+        raise InputError(f"--from/--to: {err}") from None
+
+
+# ---- checks before anything runs --------------------------------------------------------
+
+
+def preflight(args) -> None:
+    """Check the command line before any month is processed: a wrong input is one `InputError`.
+
+    Months (run, backfill), the configuration file, the output folder and the
+    ledger (--ledger, $BILLING_LEDGER_URL or the configuration's ledger_url).
+    Nothing is written unless every check passed; then the ledger exists.
+    """
+    if args.command in ("run", "backfill"):
+        _months(args)
+    org = _checked_org(args)
+    _check_output_folder(args.out)
+    _check_ledger(args, org)
+
+
+def _checked_org(args):
+    """The organization, or an `InputError` if --org is not a readable YAML text file or not valid."""
+    if args.org is not None:
+        try:
+            mode = args.org.stat().st_mode
+        except OSError:
+            mode = None   # missing or unreadable: load_organization says which
+        if mode is not None and not stat.S_ISREG(mode):
+            raise InputError(f"--org {args.org}: not a file; give the organization's YAML configuration file")
+    try:
+        return _org(args)
+    except UnicodeDecodeError as err:
+        raise InputError(f"--org {args.org}: not a text (UTF-8) file: undecodable byte at offset {err.start}; "
+                         "give the organization's YAML configuration file") from None
+
+
+def _check_output_folder(out: Path) -> None:
+    """`out` is a folder, or can be made one, and files can be written in it; leaves nothing behind."""
+    folder = Path(os.path.abspath(out))
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    if not folder.is_dir():
+        where = "is a file" if folder == Path(os.path.abspath(out)) else f"is inside {folder}, which is a file"
+        raise InputError(f"--out {out}: {where}; give a folder to write the invoices in")
+    created = []
+    try:
+        for path in reversed(missing):
+            path.mkdir()
+            created.append(path)
+        probe = tempfile.NamedTemporaryFile(dir=os.path.abspath(out), prefix=".billing-probe-")
+        probe.close()
+    except OSError as err:
+        raise InputError(f"--out {out}: cannot {'create' if missing else 'write in'} this folder "
+                         f"({err.strerror}); give a folder you can write to") from None
+    finally:
+        for path in reversed(created):
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+
+
+def _check_ledger(args, org) -> None:
+    from billing import ledger as ledger_mod
+
+    if args.ledger is not None and not args.ledger.strip():
+        raise InputError("--ledger is empty; give a database URL, or leave it out for sqlite:///OUT/ledger.db")
+    url = ledger_mod.ledger_url(org, str(args.out), args.ledger)
+    finalizing = args.command in ("run", "backfill") and not args.draft
+    if finalizing and _in_memory(url):
+        raise InputError(f"ledger {ledger_mod.safe_url(url)}: an in-memory ledger forgets invoice numbers when the "
+                         "run ends, so nothing can be finalized in it; give a database file or server")
+    ledger_mod.open_ledger(url).dispose()
+
+
+def _in_memory(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - open_ledger says what is wrong with it
+        return False
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
 
 
 def _progress():
@@ -138,22 +250,19 @@ def _run_months_in_prefect(args, months, opts) -> int:
 
 
 def cmd_run(args) -> int:
-    return _run_months(args, [_month(args.month)])
+    preflight(args)
+    return _run_months(args, _months(args))
 
 
 def cmd_backfill(args) -> int:
-    from billing.months import month_range
-
-    try:
-        months = month_range(_month(args.start), _month(args.end))
-    except ValueError as err:
-        raise InputError(str(err)) from None
-    return _run_months(args, months)
+    preflight(args)
+    return _run_months(args, _months(args))
 
 
 def cmd_report(args) -> int:
     from billing.pipeline import RunOptions, write_revenue_report
 
+    preflight(args)
     rows = write_revenue_report(_org(args), RunOptions(out_dir=args.out, ledger_url=args.ledger))
     months = sorted({r.month for r in rows})
     print(f"revenue report: {len(rows)} row(s) over {len(months)} month(s) -> {args.out / 'revenue.csv'}, "
@@ -162,7 +271,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    org = _org(args)
+    org = _checked_org(args)
     print(f"{args.org or 'bundled sample'}: valid — {len(org.communities)} communities, {len(org.clusters)} clusters, "
           f"{len(org.hubs)} hubs, {len(org.pricing_plans)} pricing plans, {len(org.funders)} funders")
     return 0
@@ -171,7 +280,7 @@ def cmd_validate(args) -> int:
 def cmd_sources_check(args) -> int:
     from billing.sources import SnapshotStore, make_source
 
-    org, month = _org(args), _month(args.month)
+    org, month = _checked_org(args), _month(args.month)
     snapshots = SnapshotStore(args.out / "snapshots")
     failed = 0
     for cluster in org.clusters:
@@ -193,7 +302,10 @@ COMMANDS = {"run": cmd_run, "backfill": cmd_backfill, "report": cmd_report, "val
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:   # argparse printed usage and the error (2), or --help (0)
+        return exit_.code if isinstance(exit_.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

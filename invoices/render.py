@@ -4,7 +4,9 @@ Public API (what the pipeline calls):
 
 - `render_html(doc, locale)` -> the invoice as an HTML string;
 - `render_pdf(doc, path, locale)` -> writes the PDF atomically;
-- `render_many(jobs, workers, locale)` -> many PDFs in parallel processes.
+- `render_many(jobs, workers, locale)` -> many PDFs in parallel processes;
+  the worker processes end with the run, even if it is killed (SIGKILL),
+  and a worker that crashes fails only the invoice it was rendering.
 
 Safety:
 
@@ -21,12 +23,17 @@ Safety:
 from __future__ import annotations
 
 import calendar
+import ctypes
 import datetime as dt
 import mimetypes
 import multiprocessing
 import os
+import signal
+import sys
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
@@ -319,6 +326,72 @@ def _render_job(doc: InvoiceDocument, path: Path, locale: str) -> None:
     render_pdf(doc, path, locale)
 
 
+# ---- worker processes --------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1            # from <linux/prctl.h>
+PARENT_POLL_SECONDS = 0.5
+
+
+def _watch_parent(parent_pid: int, interval: float = PARENT_POLL_SECONDS) -> None:
+    """Exit this process as soon as its parent is no longer `parent_pid` (it died; we were re-parented)."""
+    while os.getppid() == parent_pid:
+        time.sleep(interval)
+    os._exit(1)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process end when `parent_pid`, its parent, dies, even by SIGKILL.
+
+    Linux: the kernel sends SIGKILL on the parent's death (PR_SET_PDEATHSIG).
+    Everywhere: a daemon thread polls getppid() as a fallback. If the parent
+    died before either was in place, exit now. (PR_SET_PDEATHSIG fires when
+    the parent *thread* that started this process ends: `render_many` keeps
+    the thread that starts the workers alive until they are shut down.)
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no usable libc: the thread below still covers it
+            pass
+    if os.getppid() != parent_pid:   # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="exit-with-parent", daemon=True).start()
+
+
+class WorkerDied(RenderError):
+    """The process rendering an invoice ended abruptly (crashed, or was killed)."""
+
+
+def _render_in_pool(jobs: list[tuple[InvoiceDocument, Path]], workers: int, locale: str) -> list:
+    """Render `jobs` in `workers` processes; (doc, path, exception) for each that failed.
+
+    A worker that dies breaks the whole pool, failing every unfinished job
+    with BrokenProcessPool. Those are rendered again one at a time in a
+    fresh one-worker pool: there the job that was running when the worker
+    died is the first unfinished one, so the crash is blamed on exactly the
+    invoice that caused it, and the others are retried.
+    """
+    failures, broken = [], []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        futures = [pool.submit(_render_job, doc, path, locale) for doc, path in jobs]
+        for (doc, path), future in zip(jobs, futures):
+            try:
+                future.result()
+            except BrokenProcessPool:
+                broken.append((doc, path))
+            except Exception as exc:
+                failures.append((doc, path, exc))
+    if broken and workers == 1:
+        doc, path = broken.pop(0)
+        failures.append((doc, path, WorkerDied("the process rendering it died (crashed or was killed)")))
+    if broken:
+        failures += _render_in_pool(broken, 1, locale)
+    return failures
+
+
 def render_many(jobs: Iterable[tuple[InvoiceDocument, Path]], workers: int | None = None,
                 locale: str = "en_US") -> None:
     """Render many invoices, in parallel processes when there is more than one.
@@ -326,7 +399,8 @@ def render_many(jobs: Iterable[tuple[InvoiceDocument, Path]], workers: int | Non
     Every job is attempted; if any failed, one `RenderError` names each
     failed invoice and its path (the first failure is the `__cause__`).
     Workers are started with "spawn", so they are safe to start from a
-    process that runs threads (Prefect, a web server).
+    process that runs threads (Prefect, a web server); they exit when this
+    process dies, and a crashing worker fails only its own invoice.
     """
     jobs = [(doc, Path(path)) for doc, path in jobs]
     if not jobs:
@@ -351,15 +425,10 @@ def render_many(jobs: Iterable[tuple[InvoiceDocument, Path]], workers: int | Non
             except Exception as exc:
                 failures.append((doc, path, exc))
     else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(_render_job, doc, path, locale) for doc, path in jobs]
-            for (doc, path), future in zip(jobs, futures):
-                try:
-                    future.result()
-                except Exception as exc:  # includes BrokenProcessPool if a worker died
-                    failures.append((doc, path, exc))
+        failures = _render_in_pool(jobs, workers, locale)
     if failures:
+        order = {path: i for i, (_, path) in enumerate(jobs)}
+        failures.sort(key=lambda failure: order[failure[1]])
         lines = [f"{invoice_label(doc)} -> {path}: {type(exc).__name__}: {exc}" for doc, path, exc in failures]
         raise RenderError(f"{len(failures)} of {len(jobs)} invoice(s) failed to render:\n  "
                           + "\n  ".join(lines)) from failures[0][2]

@@ -105,14 +105,52 @@ def migrate(engine: Engine) -> str:
 
 
 def open_ledger(url: str) -> Engine:
-    """Connect and bring the schema up to date."""
+    """Connect and bring the schema up to date.
+
+    Every way the URL can be wrong (not a URL, an unknown database type, a
+    driver that is not installed, a file or server that cannot be opened)
+    is an `InputError` naming the URL, its password hidden.
+    """
+    from sqlalchemy.exc import NoSuchModuleError
+
+    where = safe_url(url)
+
+    def first_line(err: BaseException) -> str:
+        text = str(err).strip()
+        return text.splitlines()[0] if text else type(err).__name__
+
+    def refuse(problem: str, advice: str) -> InputError:
+        try:
+            password = make_url(url).password
+        except Exception:  # noqa: BLE001
+            password = None
+        if password:
+            problem = problem.replace(str(password), "***")
+        return InputError(f"ledger {where}: {problem}; {advice}")
+
     try:
         parsed = make_url(url)
     except Exception:  # noqa: BLE001
-        raise InputError(f"ledger_url: not a database URL: {safe_url(url)}") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
-    engine = create_engine(url, future=True)
+        raise refuse("not a database URL", "use e.g. sqlite:///PATH/ledger.db or "
+                                           "postgresql+psycopg://USER@HOST/DATABASE") from None
+    sqlite_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    if sqlite_file:
+        folder = os.path.dirname(os.path.abspath(parsed.database))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            raise refuse(f"cannot create its folder {folder} ({err.strerror})",
+                         "choose a place you can write to") from None
+    try:
+        engine = create_engine(url, future=True)
+    except NoSuchModuleError:
+        raise refuse(f"unknown database type {parsed.drivername!r}",
+                     "use sqlite:///PATH/ledger.db or postgresql+psycopg://USER@HOST/DATABASE") from None
+    except ImportError as err:   # the dialect is known, its DBAPI module is not installed
+        raise refuse(f"its database driver (Python module {err.name or '?'!r}) is not installed",
+                     "install it, or name an installed driver in the URL (e.g. postgresql+psycopg://)") from None
+    except Exception as err:  # noqa: BLE001 - ArgumentError, TypeError...: bad options in the URL
+        raise refuse(f"invalid database URL ({first_line(err)})", "check the URL and its ?options") from None
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn, _record):  # pragma: no cover - trivial
@@ -122,6 +160,10 @@ def open_ledger(url: str) -> Engine:
         migrate(engine)
     except Exception as err:  # noqa: BLE001
         engine.dispose()
-        raise InputError(f"cannot open the ledger at {safe_url(url)}: {type(err).__name__}: "
-                         f"{str(err).splitlines()[0]}") from None
+        reason = first_line(getattr(err, "orig", None) or err)
+        if sqlite_file:
+            raise refuse(f"cannot open the SQLite file {parsed.database} ({reason})",
+                         "the ledger must be a SQLite database file in a folder you can write to") from None
+        raise refuse(f"cannot open the database ({type(err).__name__}: {reason})",
+                     "check the URL, that the server is reachable and that the user may create tables") from None
     return engine
