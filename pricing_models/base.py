@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Annotated, Any, ClassVar, Iterable, Sequence
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from billing.money import ZERO, round_money, to_decimal
 from billing.months import Month
@@ -92,8 +92,93 @@ def decimal_field(value: Any) -> Decimal:
 
 
 def money_param(*names: str):
-    """A pydantic validator that builds Decimals from strings and refuses floats."""
+    """A pydantic validator that builds Decimals from strings and refuses floats (no range: prefer `Money`)."""
     return field_validator(*names, mode="before")(lambda v: None if v is None else decimal_field(v))
+
+
+# ---- parameter ranges ----------------------------------------------------------------
+
+# The largest amount a model parameter may hold. It is not a business limit
+# but a guard against typos (an exponent, a pasted account number): a monthly
+# fee, cap or unit price of a million million is wrong in any currency, even
+# in those where one US dollar is tens of thousands of units.
+MAX_AMOUNT = Decimal(10) ** 12
+# The largest surcharge percentage: more than ten times the base (a markup or
+# uplift of 1000 %) is a misplaced decimal point, not a price.
+MAX_PERCENT = Decimal(1000)
+
+NOT_A_NEGATIVE_FEE = "a credit or discount is its own model (`discount`), not a negative amount"
+
+
+@dataclass(frozen=True)
+class Range:
+    """An interval of exact decimals a parameter must lie in: [low, high], or (low, high] when `low_open`."""
+
+    low: Decimal
+    high: Decimal
+    low_open: bool = False
+
+    def __contains__(self, value: Decimal) -> bool:
+        return (value > self.low if self.low_open else value >= self.low) and value <= self.high
+
+    def __str__(self) -> str:
+        low, high = f"{self.low:,}", f"{self.high:,}"
+        return f"more than {low} and at most {high}" if self.low_open else f"from {low} to {high}"
+
+
+def exact_decimal(valid: Range, what: str, below: str = "") -> Any:
+    """An exact Decimal parameter in `valid`: floats refused, the range in the schema and in every message.
+
+    `what` names the kind of value ("an amount", "a percentage"); `below`
+    is added to the message for a value under the range.
+    """
+    def check(value: Any) -> Decimal:
+        number = decimal_field(value)
+        if number not in valid:
+            hint = f"; {below}" if below and number <= valid.low else ""
+            raise ValueError(f"must be {what} {valid}{hint}")
+        return number
+
+    low = {"gt": valid.low} if valid.low_open else {"ge": valid.low}
+    return Annotated[Decimal, BeforeValidator(check), Field(**low, le=valid.high, description=f"{what} {valid}")]
+
+
+# A fee, cap or price: zero is allowed (a free tier), negative is not.
+Money = exact_decimal(Range(ZERO, MAX_AMOUNT), "an amount", NOT_A_NEGATIVE_FEE)
+# An amount that must be there to mean anything (an amount off).
+PositiveMoney = exact_decimal(Range(ZERO, MAX_AMOUNT, low_open=True), "an amount",
+                              "write the amount as a positive number")
+# A surcharge on a base (markup, uplift).
+Percent = exact_decimal(Range(ZERO, MAX_PERCENT), "a percentage", NOT_A_NEGATIVE_FEE)
+# A part of a base (subsidy, percentage discount): more would exceed the base, zero would do nothing.
+Share = exact_decimal(Range(ZERO, Decimal(100), low_open=True), "a percentage")
+
+
+def parameter_ranges(params: type[BaseModel]) -> dict[str, str]:
+    """Each ranged parameter of a Params class and its range in words: {"fees.*": "an amount from 0 to ..."}.
+
+    Read from the JSON schema, where the ranges are declared; `name[]` is an
+    item of a list, `name.*` a value of a mapping.
+    """
+    schema = params.model_json_schema()
+    found: dict[str, str] = {}
+
+    def walk(node: dict, path: str) -> None:
+        if "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        if "le" in node:
+            found[path] = node["description"]
+        for name, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{name}" if path else name)
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{path}.*")
+        if "items" in node:
+            walk(node["items"], f"{path}[]")
+        for sub in node.get("anyOf", ()):
+            walk(sub, path)
+
+    walk(schema, "")
+    return found
 
 
 class PricingModel:

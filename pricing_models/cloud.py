@@ -1,11 +1,10 @@
 """Cloud cost: passed through at cost, optionally with a markup, optionally capped."""
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Sequence
 
 from billing.money import ZERO
-from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, money_param, percent_text,
+from pricing_models.base import (Charge, ModelParams, Money, Percent, PricingContext, PricingModel, percent_text,
                                  register, rounded_sum)
 
 COMPONENT_LABELS = {"compute": "Compute", "storage": "Storage", "networking": "Networking", "core": "Core services",
@@ -37,9 +36,8 @@ class Markup(PricingModel):
     """A percentage on the cloud cost passed through."""
 
     class Params(ModelParams):
-        percent: Decimal
+        percent: Percent
         description: str = "Markup on cloud costs ({percent}%)"
-        _percent = money_param("percent")
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         base = rounded_sum(earlier, kinds={"cloud"})
@@ -56,9 +54,8 @@ class Cap(PricingModel):
     """The community never pays more than `amount` a month; the excess is credited."""
 
     class Params(ModelParams):
-        amount: Decimal
+        amount: Money
         description: str = "Monthly cap of {amount} {currency}"
-        _amount = money_param("amount")
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         total = rounded_sum(earlier)

@@ -4,10 +4,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal, Sequence
 
-from pydantic import field_validator
-
-from pricing_models.base import (Charge, ModelParams, decimal_field, percent_text, PricingContext, PricingModel, money_param, register,
-                                 rounded_sum)
+from pricing_models.base import (Charge, ModelParams, Money, Percent, PricingContext, PricingModel, percent_text,
+                                 register, rounded_sum)
 
 
 @register("fixed_fee")
@@ -15,9 +13,8 @@ class FixedFee(PricingModel):
     """The same fee every month (e.g. a membership of $15,000 a year as 1/12 each month)."""
 
     class Params(ModelParams):
-        amount: Decimal
+        amount: Money
         description: str = "Monthly service fee"
-        _amount = money_param("amount")
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         return [Charge("fee", self.params.description, self.params.amount, ctx.currency,
@@ -29,13 +26,8 @@ class TierFee(PricingModel):
     """A monthly fee set by the community's kind (the 2022 alpha table)."""
 
     class Params(ModelParams):
-        fees: dict[Literal["education", "research", "partnership"], Decimal]
+        fees: dict[Literal["education", "research", "partnership"], Money]
         description: str = "Monthly service fee ({kind} tier)"
-
-        @field_validator("fees", mode="before")
-        @classmethod
-        def _exact(cls, value):
-            return {k: decimal_field(v) for k, v in value.items()} if isinstance(value, dict) else value
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         kind = ctx.community.kind
@@ -52,9 +44,8 @@ class DedicatedUplift(PricingModel):
     """A percentage on the fees so far when the community has a dedicated cluster."""
 
     class Params(ModelParams):
-        percent: Decimal
+        percent: Percent
         description: str = "Dedicated cluster (+{percent}% on service fees)"
-        _percent = money_param("percent")
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         base = rounded_sum(earlier, kinds={"fee", "usage"})

@@ -1,13 +1,10 @@
 """Subsidies: a funder (a grant) pays a share or all of a community's charges."""
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Literal, Sequence
 
-from pydantic import field_validator
-
-from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, money_param, percent_text,
-                                 register, rounded_sum)
+from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, Share, percent_text, register,
+                                 rounded_sum)
 
 SCOPES = {"all": None, "fees": {"fee", "uplift", "usage"}, "cloud": {"cloud", "markup"}}
 
@@ -23,16 +20,8 @@ class Subsidy(PricingModel):
     """
 
     class Params(ModelParams):
-        share: Decimal
+        share: Share
         applies_to: Literal["all", "fees", "cloud"] = "all"
-        _share = money_param("share")
-
-        @field_validator("share")
-        @classmethod
-        def _percentage(cls, v: Decimal) -> Decimal:
-            if not 0 < v <= 100:
-                raise ValueError(f"share is a percentage between 0 and 100, got {v}")
-            return v
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         if ctx.funder is None:

@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Sequence
+from typing import Annotated, Sequence
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pricing_models.base import Charge, ModelParams, PricingContext, PricingModel, decimal_field, register
+from pricing_models.base import Charge, ModelParams, Money, PricingContext, PricingModel, register
 
 
 class Tier(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    up_to: int | None          # inclusive upper bound of the tier; None = no limit
-    unit_price: Decimal
-
-    _price = field_validator("unit_price", mode="before")(decimal_field)
+    up_to: Annotated[int, Field(strict=True, gt=0)] | None   # inclusive upper bound of the tier; None = no limit
+    unit_price: Money          # zero allowed: a free tier
 
 
 def graduated(quantity: int, tiers: Sequence[Tier]) -> list[tuple[int, int, int, Decimal]]:

@@ -1,0 +1,114 @@
+"""Parameters of the built-in pricing models: every amount and percentage has a stated range."""
+from decimal import Decimal as D
+from types import SimpleNamespace
+
+import pytest
+
+from pricing_models import build_model, model_class, validate_plan
+from pricing_models.base import MAX_AMOUNT, Range, parameter_ranges
+
+
+def problems(model: str, **params) -> list[str]:
+    plan = SimpleNamespace(charges=[SimpleNamespace(model=model, params=params)])
+    return validate_plan(plan)
+
+
+def one_problem(model: str, **params) -> str:
+    found = problems(model, **params)
+    assert len(found) == 1, found
+    return found[0]
+
+
+TIERS = [{"up_to": 10, "unit_price": "10"}, {"up_to": None, "unit_price": "0"}]
+
+# (model, path to the ranged value in error messages, parameters with that value)
+RANGED = [
+    ("fixed_fee", "amount", lambda v: {"amount": v}),
+    ("tier_fee", "fees.research", lambda v: {"fees": {"education": "1", "research": v}}),
+    ("dedicated_uplift", "percent", lambda v: {"percent": v}),
+    ("graduated_usage", "tiers.1.unit_price",
+     lambda v: {"tiers": [TIERS[0], {"up_to": None, "unit_price": v}]}),
+    ("markup", "percent", lambda v: {"percent": v}),
+    ("cap", "amount", lambda v: {"amount": v}),
+    ("subsidy", "share", lambda v: {"share": v}),
+]
+
+
+def test_the_range_types_say_what_they_accept():
+    assert str(Range(D(0), D(1000))) == "from 0 to 1,000"
+    assert str(Range(D(0), D(100), low_open=True)) == "more than 0 and at most 100"
+    assert D("0") in Range(D(0), D(1)) and D("0") not in Range(D(0), D(1), low_open=True)
+    assert D("1.0000001") not in Range(D(0), D(1))
+
+
+def test_every_money_and_percentage_parameter_declares_its_range():
+    ranges = {name: parameter_ranges(model_class(name).Params) for name, *_ in RANGED}
+    assert ranges == {
+        "fixed_fee": {"amount": "an amount from 0 to 1,000,000,000,000"},
+        "tier_fee": {"fees.*": "an amount from 0 to 1,000,000,000,000"},
+        "dedicated_uplift": {"percent": "a percentage from 0 to 1,000"},
+        "graduated_usage": {"tiers[].unit_price": "an amount from 0 to 1,000,000,000,000"},
+        "markup": {"percent": "a percentage from 0 to 1,000"},
+        "cap": {"amount": "an amount from 0 to 1,000,000,000,000"},
+        "subsidy": {"share": "a percentage more than 0 and at most 100"},
+    }
+
+
+def test_ranges_are_in_the_json_schema():
+    schema = model_class("markup").Params.model_json_schema()["properties"]["percent"]
+    assert (schema["ge"], schema["le"]) == ("0", "1000")
+    schema = model_class("subsidy").Params.model_json_schema()["properties"]["share"]
+    assert (schema["gt"], schema["le"]) == ("0", "100")
+
+
+@pytest.mark.parametrize("model,path,put", RANGED, ids=[r[0] for r in RANGED])
+def test_negative_values_are_refused_with_the_range(model, path, put):
+    message = one_problem(model, **put("-1"))
+    assert message.startswith(f"charges[0] ({model}).{path}: must be ")
+    assert message.endswith("(got '-1')")
+    assert " from 0 to " in message or " more than 0 and at most " in message
+
+
+@pytest.mark.parametrize("model", ["fixed_fee", "tier_fee", "graduated_usage", "cap", "markup", "dedicated_uplift"])
+def test_a_negative_fee_points_to_the_discount_model(model):
+    _, _, put = next(r for r in RANGED if r[0] == model)
+    assert "a credit or discount is its own model (`discount`)" in one_problem(model, **put("-100.00"))
+
+
+@pytest.mark.parametrize("model,path,put", RANGED, ids=[r[0] for r in RANGED])
+def test_too_large_values_are_refused(model, path, put):
+    too_large = {"subsidy": "100.01", "markup": "1000.5", "dedicated_uplift": "1001"}.get(model, str(MAX_AMOUNT + 1))
+    message = one_problem(model, **put(too_large))
+    assert f"({model}).{path}: must be " in message and "credit or discount" not in message
+
+
+@pytest.mark.parametrize("model,path,put", RANGED, ids=[r[0] for r in RANGED])
+def test_the_bounds_themselves(model, path, put):
+    high = {"subsidy": "100", "markup": "1000", "dedicated_uplift": "1000"}.get(model, str(MAX_AMOUNT))
+    assert problems(model, **put(high)) == []
+    if model == "subsidy":
+        assert "more than 0 and at most 100" in one_problem(model, **put("0"))
+    else:
+        assert problems(model, **put("0")) == []
+
+
+@pytest.mark.parametrize("model,path,put", RANGED, ids=[r[0] for r in RANGED])
+def test_floats_are_still_refused(model, path, put):
+    assert "write amounts in quotes" in one_problem(model, **put(12.5))
+
+
+@pytest.mark.parametrize("value", ["1e400", "NaN", "Infinity", "ten", True])
+def test_what_is_not_a_number_is_refused(value):
+    assert problems("fixed_fee", amount=value)
+
+
+def test_values_are_kept_exact():
+    assert build_model("fixed_fee", {"amount": "0.10"}).params.amount == D("0.10")
+    assert build_model("markup", {"percent": 12}).params.percent == D(12)
+
+
+@pytest.mark.parametrize("up_to,expected", [(0, "greater than 0"), (-5, "greater than 0"), ("10", "valid integer"),
+                                            (10.0, "valid integer"), (True, "valid integer")])
+def test_graduated_tiers_end_at_a_positive_whole_number(up_to, expected):
+    message = one_problem("graduated_usage", tiers=[{"up_to": up_to, "unit_price": "1"}, TIERS[1]])
+    assert message.startswith("charges[0] (graduated_usage).tiers.0.up_to") and expected in message
