@@ -10,6 +10,7 @@ becomes an invoice line.
 from __future__ import annotations
 
 import importlib
+import string
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Iterable, Sequence
@@ -82,7 +83,47 @@ class PricingContext:
 
 
 class ModelParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Base of every model's parameters: immutable, no unknown keys, defaults checked like given values.
+
+    A model with a `description` parameter lists in `placeholders` the names
+    it fills in (see `PricingModel.describe`); a template using any other is
+    refused here, when the configuration is validated, not while pricing.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    placeholders: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("description", check_fields=False)
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        check_template(template, cls.placeholders)
+        return template
+
+
+def check_template(template: str, placeholders: Sequence[str]) -> None:
+    """Refuse a str.format template that uses more than plain `{name}`s from `placeholders`.
+
+    Literal braces are written `{{` and `}}`. Attribute and index access,
+    conversions and format specs are refused: a configuration must not reach
+    into the objects a model formats.
+    """
+    known = ", ".join(f"{{{p}}}" for p in placeholders) if placeholders else "no placeholders"
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
+    except ValueError as err:
+        raise ValueError(f"unbalanced braces ({err}); write {{{{ and }}}} for literal braces") from None
+    for name, spec, conversion in fields:
+        if any(c in name for c in ".["):
+            problem = "no attribute or index access"
+        elif name not in placeholders:
+            problem = "unknown placeholder" if name.isidentifier() else "placeholders are names"
+        elif conversion or spec:
+            problem = "no !conversion or :format spec"
+        else:
+            continue
+        shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        raise ValueError(f"{shown}: {problem}; this model's description may use {known}, and {{{{ }}}} for "
+                         f"literal braces")
 
 
 def decimal_field(value: Any) -> Decimal:
@@ -192,6 +233,14 @@ class PricingModel:
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         raise NotImplementedError
+
+    def describe(self, **values: object) -> str:
+        """The `description` parameter filled in with exactly the placeholders the Params class declares."""
+        declared = set(self.Params.placeholders)
+        if set(values) != declared:
+            raise TypeError(f"{type(self).__name__} declares placeholders {sorted(declared)} "
+                            f"but fills in {sorted(values)}")
+        return self.params.description.format(**values)
 
 
 def percent_text(value: Decimal) -> str:

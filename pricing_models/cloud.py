@@ -36,6 +36,7 @@ class Markup(PricingModel):
     """A percentage on the cloud cost passed through."""
 
     class Params(ModelParams):
+        placeholders = ("percent",)
         percent: Percent
         description: str = "Markup on cloud costs ({percent}%)"
 
@@ -44,7 +45,7 @@ class Markup(PricingModel):
         if base <= 0:
             return []
         percent = self.params.percent
-        return [Charge("markup", self.params.description.format(percent=percent_text(percent)),
+        return [Charge("markup", self.describe(percent=percent_text(percent)),
                        base * percent / 100, ctx.currency, quantity=percent, unit="%",
                        details=(("base", str(base)),))]
 
@@ -54,6 +55,7 @@ class Cap(PricingModel):
     """The community never pays more than `amount` a month; the excess is credited."""
 
     class Params(ModelParams):
+        placeholders = ("amount", "currency")
         amount: Money
         description: str = "Monthly cap of {amount} {currency}"
 
@@ -62,5 +64,5 @@ class Cap(PricingModel):
         excess = total - self.params.amount
         if excess <= 0:
             return []
-        return [Charge("cap", self.params.description.format(amount=self.params.amount, currency=ctx.currency),
+        return [Charge("cap", self.describe(amount=self.params.amount, currency=ctx.currency),
                        -excess, ctx.currency, details=(("charges_before_cap", str(total)),))]

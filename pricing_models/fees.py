@@ -13,12 +13,14 @@ class FixedFee(PricingModel):
     """The same fee every month (e.g. a membership of $15,000 a year as 1/12 each month)."""
 
     class Params(ModelParams):
+        placeholders = ("amount", "currency")
         amount: Money
         description: str = "Monthly service fee"
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
-        return [Charge("fee", self.params.description, self.params.amount, ctx.currency,
-                       quantity=Decimal(1), unit="month", unit_price=self.params.amount)]
+        amount = self.params.amount
+        return [Charge("fee", self.describe(amount=amount, currency=ctx.currency), amount, ctx.currency,
+                       quantity=Decimal(1), unit="month", unit_price=amount)]
 
 
 @register("tier_fee")
@@ -26,6 +28,7 @@ class TierFee(PricingModel):
     """A monthly fee set by the community's kind (the 2022 alpha table)."""
 
     class Params(ModelParams):
+        placeholders = ("kind",)
         fees: dict[Literal["education", "research", "partnership"], Money]
         description: str = "Monthly service fee ({kind} tier)"
 
@@ -34,7 +37,7 @@ class TierFee(PricingModel):
         if kind not in self.params.fees:
             raise ValueError(f"plan has no fee for community kind {kind!r}")
         fee = self.params.fees[kind]
-        return [Charge("fee", self.params.description.format(kind=kind.capitalize()), fee, ctx.currency,
+        return [Charge("fee", self.describe(kind=kind.capitalize()), fee, ctx.currency,
                        quantity=Decimal(1), unit="month", unit_price=fee,
                        details=(("tier", kind),))]
 
@@ -44,6 +47,7 @@ class DedicatedUplift(PricingModel):
     """A percentage on the fees so far when the community has a dedicated cluster."""
 
     class Params(ModelParams):
+        placeholders = ("percent",)
         percent: Percent
         description: str = "Dedicated cluster (+{percent}% on service fees)"
 
@@ -52,7 +56,7 @@ class DedicatedUplift(PricingModel):
         if not ctx.dedicated or base == 0:
             return []
         percent = self.params.percent
-        return [Charge("uplift", self.params.description.format(percent=percent_text(percent)), base * percent / 100,
+        return [Charge("uplift", self.describe(percent=percent_text(percent)), base * percent / 100,
                        ctx.currency, quantity=percent, unit="%", unit_price=None,
                        details=(("base", str(base)), ("percent", str(percent))))]
 

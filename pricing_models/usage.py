@@ -33,6 +33,7 @@ class GraduatedUsage(PricingModel):
     """Each monthly active user is priced by the tier it falls in (first 10 at $10, ...)."""
 
     class Params(ModelParams):
+        placeholders = ("first", "last")
         tiers: tuple[Tier, ...]
         unit: str = "MAU"
         description: str = "Monthly active users {first}–{last}"
@@ -53,7 +54,7 @@ class GraduatedUsage(PricingModel):
         mau = ctx.total_mau
         lines = []
         for first, last, units, price in graduated(mau, self.params.tiers):
-            lines.append(Charge("usage", self.params.description.format(first=first, last=last),
+            lines.append(Charge("usage", self.describe(first=first, last=last),
                                 units * price, ctx.currency, quantity=Decimal(units), unit=self.params.unit,
                                 unit_price=price, details=(("total_mau", str(mau)),)))
         return lines

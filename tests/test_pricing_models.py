@@ -71,3 +71,17 @@ def test_subsidy_full_and_partial_balance_to_the_cent():
 def test_subsidy_without_funder_is_an_error():
     with pytest.raises(ValueError, match="no funder"):
         apply([{"model": "fixed_fee", "amount": "1"}, {"model": "subsidy", "share": "100"}], ctx())
+
+
+def test_every_declared_placeholder_is_filled_in_while_pricing():
+    cloud = [CloudCost("k", "h1", "compute", "direct", D("5000"))]
+    plan = [{"model": "tier_fee", "fees": FEES_2022, "description": "{{Tier}} {kind}"},
+            {"model": "fixed_fee", "amount": "10", "description": "Flat {amount} {currency}"},
+            {"model": "graduated_usage", "tiers": TIERS_2026, "description": "Users {first} to {last}"},
+            {"model": "dedicated_uplift", "percent": "12.50", "description": "Uplift {percent} %"},
+            {"model": "cloud_passthrough"},
+            {"model": "markup", "percent": "10", "description": "Markup {percent} %"},
+            {"model": "cap", "amount": "1000", "description": "Cap {amount} {currency}"}]
+    described = [c.description for c in apply(plan, ctx(cloud=cloud, mau={"h1": 12}, dedicated=True))]
+    assert described == ["{Tier} Education", "Flat 10 USD", "Users 1 to 10", "Users 11 to 12", "Uplift 12.5 %",
+                         "Compute, hub h1", "Markup 10 %", "Cap 1000 USD"]

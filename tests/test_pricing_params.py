@@ -112,3 +112,70 @@ def test_values_are_kept_exact():
 def test_graduated_tiers_end_at_a_positive_whole_number(up_to, expected):
     message = one_problem("graduated_usage", tiers=[{"up_to": up_to, "unit_price": "1"}, TIERS[1]])
     assert message.startswith("charges[0] (graduated_usage).tiers.0.up_to") and expected in message
+
+
+# ---- description templates ------------------------------------------------------------
+
+TEMPLATED = {"fixed_fee": {"amount": "1"}, "tier_fee": {"fees": {"education": "1"}}, "dedicated_uplift": {"percent": "50"},
+             "graduated_usage": {"tiers": TIERS}, "markup": {"percent": "10"}, "cap": {"amount": "10"}}
+
+
+def test_models_with_a_description_declare_its_placeholders():
+    declared = {name: model_class(name).Params.placeholders for name in TEMPLATED}
+    assert declared == {"fixed_fee": ("amount", "currency"), "tier_fee": ("kind",), "dedicated_uplift": ("percent",),
+                        "graduated_usage": ("first", "last"), "markup": ("percent",), "cap": ("amount", "currency")}
+
+
+@pytest.mark.parametrize("model", TEMPLATED)
+def test_declared_placeholders_and_literal_braces_are_accepted(model):
+    placeholders = model_class(model).Params.placeholders
+    template = "{{note}} " + " ".join(f"{{{p}}}" for p in placeholders)
+    assert problems(model, **TEMPLATED[model], description=template) == []
+
+
+@pytest.mark.parametrize("model", TEMPLATED)
+@pytest.mark.parametrize("template,problem", [
+    ("Fee for {name}", "{name}: unknown placeholder"),
+    ("{percent.__class__}", "{percent.__class__}: no attribute or index access"),
+    ("{x[0]}", "{x[0]}: no attribute or index access"),
+    ("{}", "{}: placeholders are names"),
+    ("{0}", "{0}: placeholders are names"),
+    ("Fee {", "unbalanced braces"),
+    ("Fee }", "unbalanced braces"),
+    ("{a!}", "unbalanced braces"),
+])
+def test_bad_templates_are_refused_with_the_known_placeholders(model, template, problem):
+    message = one_problem(model, **TEMPLATED[model], description=template)
+    assert message.startswith(f"charges[0] ({model}).description: {problem}")
+    assert message.endswith(f"(got {template!r})")
+    if "unbalanced" not in problem:
+        known = ", ".join(f"{{{p}}}" for p in model_class(model).Params.placeholders)
+        assert f"this model's description may use {known}, and {{{{ }}}} for literal braces" in message
+
+
+@pytest.mark.parametrize("model", TEMPLATED)
+@pytest.mark.parametrize("suffix", ["!r", "!s", ":>10", ":.2f", ":{x}"])
+def test_conversions_and_format_specs_are_refused(model, suffix):
+    name = model_class(model).Params.placeholders[0]
+    message = one_problem(model, **TEMPLATED[model], description=f"{{{name}{suffix}}}")
+    assert f"(got '{{{name}{suffix}}}')" in message and "no !conversion or :format spec" in message
+
+
+def test_describe_fills_in_exactly_the_declared_placeholders():
+    markup = build_model("markup", {"percent": "10", "description": "{{Markup}} {percent} %"})
+    assert markup.describe(percent="10") == "{Markup} 10 %"
+    with pytest.raises(TypeError, match="declares placeholders"):
+        markup.describe(percent="10", extra="x")
+    with pytest.raises(TypeError, match="declares placeholders"):
+        markup.describe()
+
+
+def test_a_model_default_template_is_checked_too():
+    from pricing_models.base import ModelParams
+
+    class Params(ModelParams):
+        placeholders = ("known",)
+        description: str = "Fee {unknown}"
+
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        Params()
