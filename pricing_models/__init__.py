@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from pricing_models import cloud, fees, subsidy, usage  # noqa: F401  (registers the built-in models)
+from pricing_models import cloud, discount, fees, subsidy, usage  # noqa: F401  (registers the built-in models)
 from pricing_models.base import (Charge, CloudCost, PricingContext, PricingModel, known_models, model_class,
                                  register)
 
@@ -30,10 +30,10 @@ def validate_plan(plan) -> list[str]:
             problems.append(f"charges[{i}].model: {err.args[0]}")
         except ValidationError as err:
             for e in err.errors():
-                loc = ".".join(str(p) for p in e["loc"])
+                loc = "".join(f".{p}" for p in e["loc"])
                 value = e.get("input")
                 shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
-                problems.append(f"charges[{i}] ({spec.model}).{loc}: {e['msg'].removeprefix('Value error, ')}{shown}")
+                problems.append(f"charges[{i}] ({spec.model}){loc}: {e['msg'].removeprefix('Value error, ')}{shown}")
         except ValueError as err:
             problems.append(f"charges[{i}] ({spec.model}): {err}")
     return problems

@@ -22,8 +22,11 @@ from billing.months import Month
 
 # Invoice sections by charge kind, in the order they appear on an invoice.
 SECTIONS = {"fee": "Service fees", "uplift": "Service fees", "usage": "Service fees",
-            "cloud": "Cloud costs", "markup": "Cloud costs", "cap": "Adjustments", "subsidy": "Subsidies"}
+            "cloud": "Cloud costs", "markup": "Cloud costs", "cap": "Adjustments", "discount": "Adjustments",
+            "subsidy": "Subsidies"}
 KINDS = tuple(SECTIONS)
+# What a subsidy or discount can apply to: the charge kinds in each scope (None: every charge so far).
+SCOPES = {"all": None, "fees": frozenset({"fee", "uplift", "usage"}), "cloud": frozenset({"cloud", "markup"})}
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ MAX_AMOUNT = Decimal(10) ** 12
 # uplift of 1000 %) is a misplaced decimal point, not a price.
 MAX_PERCENT = Decimal(1000)
 
-NOT_A_NEGATIVE_FEE = "a credit or discount is its own model (`discount`), not a negative amount"
+NOT_A_NEGATIVE = "a credit or discount is its own model (`discount`), not a negative {}"
 
 
 @dataclass(frozen=True)
@@ -185,12 +188,12 @@ def exact_decimal(valid: Range, what: str, below: str = "") -> Any:
 
 
 # A fee, cap or price: zero is allowed (a free tier), negative is not.
-Money = exact_decimal(Range(ZERO, MAX_AMOUNT), "an amount", NOT_A_NEGATIVE_FEE)
+Money = exact_decimal(Range(ZERO, MAX_AMOUNT), "an amount", NOT_A_NEGATIVE.format("amount"))
 # An amount that must be there to mean anything (an amount off).
 PositiveMoney = exact_decimal(Range(ZERO, MAX_AMOUNT, low_open=True), "an amount",
                               "write the amount as a positive number")
 # A surcharge on a base (markup, uplift).
-Percent = exact_decimal(Range(ZERO, MAX_PERCENT), "a percentage", NOT_A_NEGATIVE_FEE)
+Percent = exact_decimal(Range(ZERO, MAX_PERCENT), "a percentage", NOT_A_NEGATIVE.format("percentage"))
 # A part of a base (subsidy, percentage discount): more would exceed the base, zero would do nothing.
 Share = exact_decimal(Range(ZERO, Decimal(100), low_open=True), "a percentage")
 
@@ -252,6 +255,15 @@ def rounded_sum(charges: Iterable[Charge], kinds: Iterable[str] | None = None, b
     """Sum of the rounded amounts of the community's own charges (optionally of some kinds)."""
     kinds = set(kinds) if kinds is not None else None
     return sum((c.rounded for c in charges if c.bill_to == bill_to and (kinds is None or c.kind in kinds)), ZERO)
+
+
+def scope_sum(charges: Iterable[Charge], applies_to: str) -> Decimal:
+    """The community's own charges so far in a scope of SCOPES, net of the discounts already given on it."""
+    kinds = SCOPES[applies_to]
+    if kinds is None:
+        return rounded_sum(charges)
+    return rounded_sum(c for c in charges if c.kind in kinds
+                       or (c.kind == "discount" and dict(c.details).get("applies_to") == applies_to))
 
 
 # ---- registry ------------------------------------------------------------------------

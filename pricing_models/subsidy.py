@@ -4,9 +4,7 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, Share, percent_text, register,
-                                 rounded_sum)
-
-SCOPES = {"all": None, "fees": {"fee", "uplift", "usage"}, "cloud": {"cloud", "markup"}}
+                                 scope_sum)
 
 
 @register("subsidy")
@@ -26,7 +24,7 @@ class Subsidy(PricingModel):
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         if ctx.funder is None:
             raise ValueError(f"community {ctx.community.id!r} has a subsidy in its plan but no funder")
-        base = rounded_sum(earlier, kinds=SCOPES[self.params.applies_to])
+        base = scope_sum(earlier, self.params.applies_to)
         if base == 0:
             return []
         share = self.params.share

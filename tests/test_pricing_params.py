@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pricing_models import build_model, model_class, validate_plan
+from pricing_models import build_model, known_models, model_class, validate_plan
 from pricing_models.base import MAX_AMOUNT, Range, parameter_ranges
 
 
@@ -52,6 +52,26 @@ def test_every_money_and_percentage_parameter_declares_its_range():
         "cap": {"amount": "an amount from 0 to 1,000,000,000,000"},
         "subsidy": {"share": "a percentage more than 0 and at most 100"},
     }
+    assert parameter_ranges(model_class("discount").Params) == {
+        "percent": "a percentage more than 0 and at most 100",
+        "amount": "an amount more than 0 and at most 1,000,000,000,000"}
+
+
+def decimals_without_range(node: dict, defs: dict) -> int:
+    """How many decimal-typed values in a JSON schema have no upper bound."""
+    if "$ref" in node:
+        node = defs[node["$ref"].rsplit("/", 1)[-1]]
+    branches = node.get("anyOf", [])
+    count = int({"type": "number"} in branches and {"type": "string"} in branches and "le" not in node)
+    children = [*node.get("properties", {}).values(), *branches]
+    children += [node[k] for k in ("items", "additionalProperties") if isinstance(node.get(k), dict)]
+    return count + sum(decimals_without_range(c, defs) for c in children)
+
+
+@pytest.mark.parametrize("model", known_models())
+def test_no_built_in_model_has_a_decimal_parameter_without_a_range(model):
+    schema = model_class(model).Params.model_json_schema()
+    assert decimals_without_range(schema, schema.get("$defs", {})) == 0
 
 
 def test_ranges_are_in_the_json_schema():
@@ -179,3 +199,30 @@ def test_a_model_default_template_is_checked_too():
 
     with pytest.raises(ValueError, match="unknown placeholder"):
         Params()
+
+
+# ---- discount ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("params,problem", [
+    ({}, "charges[0] (discount): give exactly one of percent (a share of what the discount applies to) and amount"),
+    ({"percent": "10", "amount": "5"}, "charges[0] (discount): give exactly one of percent"),
+    ({"percent": "0"}, "charges[0] (discount).percent: must be a percentage more than 0 and at most 100 (got '0')"),
+    ({"percent": "-10"}, "charges[0] (discount).percent: must be a percentage more than 0 and at most 100"),
+    ({"percent": "100.5"}, "charges[0] (discount).percent: must be a percentage more than 0 and at most 100"),
+    ({"amount": "0"}, "charges[0] (discount).amount: must be an amount more than 0 and at most 1,000,000,000,000"),
+    ({"amount": "-50.00"}, "(discount).amount: must be an amount more than 0 and at most 1,000,000,000,000; write "
+                           "the amount as a positive number (got '-50.00')"),
+    ({"amount": "1e13"}, "(discount).amount: must be an amount more than 0 and at most 1,000,000,000,000 (got"),
+    ({"amount": 5.5}, "(discount).amount: write amounts in quotes"),
+    ({"percent": "5", "applies_to": "tax"}, "(discount).applies_to: Input should be 'all', 'fees' or 'cloud'"),
+    ({"percent": "5", "description": "{percent} off"}, "(discount).description: {percent}: unknown placeholder; "
+                                                        "this model's description may use {discount}, {scope}"),
+])
+def test_discount_parameters(params, problem):
+    assert problem in one_problem("discount", **params)
+
+
+@pytest.mark.parametrize("params", [{"percent": "100"}, {"percent": "0.01", "applies_to": "cloud"},
+                                    {"amount": "0.01", "applies_to": "fees"}, {"amount": str(MAX_AMOUNT)}])
+def test_discount_accepts_its_bounds(params):
+    assert problems("discount", **params) == []
