@@ -1,18 +1,19 @@
 """Pricing models: plugins behind one small interface and a registry.
 
-A plan in the configuration lists models by registered name with their
-parameters; `billing.pricing` applies them in order. To add a model, write a
-`PricingModel` subclass with a `Params` class, decorate it with
-`@register("name")` in a module imported here (or name it in the plan as
-"package.module:Class"). See README.md, "Adding a pricing model".
+A plan in the configuration lists models by name with their parameters;
+`billing.pricing` applies them in order. The built-in models register
+themselves with `@register("name")` in the modules imported here; another
+package offers a model through the entry-point group
+"hub_billing.pricing_models", loaded only when a plan names it. A plan never
+names a module or class. See README.md, "Adding a pricing model".
 """
 from __future__ import annotations
 
 from pydantic import ValidationError
 
 from pricing_models import cloud, discount, fees, subsidy, usage  # noqa: F401  (registers the built-in models)
-from pricing_models.base import (Charge, CloudCost, PricingContext, PricingModel, known_models, model_class,
-                                 register)
+from pricing_models.base import (ENTRY_POINT_GROUP, Charge, CloudCost, PricingContext, PricingModel, known_models,
+                                 model_class, register)
 
 
 def build_model(name: str, params: dict) -> PricingModel:
@@ -39,5 +40,5 @@ def validate_plan(plan) -> list[str]:
     return problems
 
 
-__all__ = ["Charge", "CloudCost", "PricingContext", "PricingModel", "build_model", "known_models", "model_class",
-           "register", "validate_plan"]
+__all__ = ["ENTRY_POINT_GROUP", "Charge", "CloudCost", "PricingContext", "PricingModel", "build_model", "known_models",
+           "model_class", "register", "validate_plan"]

@@ -9,10 +9,10 @@ becomes an invoice line.
 """
 from __future__ import annotations
 
-import importlib
 import string
 from dataclasses import dataclass, field
 from decimal import Decimal
+from importlib.metadata import EntryPoint, entry_points
 from typing import Annotated, Any, ClassVar, Iterable, Sequence
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -269,6 +269,8 @@ def scope_sum(charges: Iterable[Charge], applies_to: str) -> Decimal:
 # ---- registry ------------------------------------------------------------------------
 
 _REGISTRY: dict[str, type[PricingModel]] = {}
+# Installed packages offer pricing models under this entry-point group; a plan names them by the entry point's name.
+ENTRY_POINT_GROUP = "hub_billing.pricing_models"
 
 
 def register(name: str):
@@ -283,20 +285,43 @@ def register(name: str):
 
 
 def model_class(name: str) -> type[PricingModel]:
-    """The model registered as `name`, or imported from "package.module:Class"."""
+    """The model a plan names: a built-in one, else one that an installed package registers as an entry point.
+
+    A plan gives names only: nothing in a configuration makes this import a
+    module of its choosing. Raises KeyError with a message for the person who
+    wrote the plan.
+    """
     if name in _REGISTRY:
         return _REGISTRY[name]
-    if ":" in name:
-        module_name, _, class_name = name.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as err:
-            raise KeyError(f"cannot import pricing model {name!r}: {err}") from None
-        if not (isinstance(cls, type) and issubclass(cls, PricingModel)):
-            raise KeyError(f"{name!r} is not a PricingModel subclass")
-        return cls
-    raise KeyError(f"unknown pricing model {name!r}; known: {sorted(_REGISTRY)} (or 'package.module:Class')")
+    if ":" in name or "." in name:
+        raise KeyError(f"pricing model {name!r}: a configuration names a model, it cannot import code; install a "
+                       f"package that registers the model under the entry-point group {ENTRY_POINT_GROUP!r} and "
+                       f"write the name it registers (README, \"Adding a pricing model\")")
+    found = {ep.value: ep for ep in entry_points(group=ENTRY_POINT_GROUP, name=name)}
+    if not found:
+        raise KeyError(f"unknown pricing model {name!r}; known: {known_models()}")
+    if len(found) > 1:
+        raise KeyError(f"pricing model {name!r} is registered by more than one installed package: "
+                       f"{', '.join(_where(ep) for ep in found.values())}; uninstall one")
+    return _load(next(iter(found.values())))
+
+
+def _where(ep: EntryPoint) -> str:
+    return f"{ep.value!r} (package {ep.dist.name if ep.dist else '?'})"
+
+
+def _load(ep: EntryPoint) -> type[PricingModel]:
+    """Import the class an entry point names and register it under the entry point's name."""
+    try:
+        cls = ep.load()
+    except Exception as err:  # noqa: BLE001  (an installed package's import failed: report it, one line)
+        raise KeyError(f"pricing model {ep.name!r}: cannot load {_where(ep)}: {type(err).__name__}: {err}") from None
+    if not (isinstance(cls, type) and issubclass(cls, PricingModel) and issubclass(cls.Params, ModelParams)):
+        raise KeyError(f"pricing model {ep.name!r}: {_where(ep)} is not a PricingModel subclass whose Params "
+                       f"is a ModelParams")
+    return register(ep.name)(cls)
 
 
 def known_models() -> list[str]:
-    return sorted(_REGISTRY)
+    """Names a plan may use: the built-in models and those installed packages register (not loaded here)."""
+    return sorted(set(_REGISTRY) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})

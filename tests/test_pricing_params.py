@@ -136,14 +136,16 @@ def test_graduated_tiers_end_at_a_positive_whole_number(up_to, expected):
 
 # ---- description templates ------------------------------------------------------------
 
-TEMPLATED = {"fixed_fee": {"amount": "1"}, "tier_fee": {"fees": {"education": "1"}}, "dedicated_uplift": {"percent": "50"},
-             "graduated_usage": {"tiers": TIERS}, "markup": {"percent": "10"}, "cap": {"amount": "10"}}
+TEMPLATED = {"fixed_fee": {"amount": "1"}, "tier_fee": {"fees": {"education": "1"}},
+             "dedicated_uplift": {"percent": "50"}, "graduated_usage": {"tiers": TIERS}, "markup": {"percent": "10"},
+             "cap": {"amount": "10"}, "discount": {"percent": "10"}}
 
 
 def test_models_with_a_description_declare_its_placeholders():
     declared = {name: model_class(name).Params.placeholders for name in TEMPLATED}
     assert declared == {"fixed_fee": ("amount", "currency"), "tier_fee": ("kind",), "dedicated_uplift": ("percent",),
-                        "graduated_usage": ("first", "last"), "markup": ("percent",), "cap": ("amount", "currency")}
+                        "graduated_usage": ("first", "last"), "markup": ("percent",), "cap": ("amount", "currency"),
+                        "discount": ("discount", "scope")}
 
 
 @pytest.mark.parametrize("model", TEMPLATED)
