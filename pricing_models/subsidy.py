@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Literal, Sequence
 
+from billing.money import ZERO
 from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, Share, percent_text, register,
-                                 scope_sum)
+                                 rounded_sum, scope_sum)
 
 
 @register("subsidy")
@@ -14,7 +15,9 @@ class Subsidy(PricingModel):
     Applies to charges before tax is added by this tool (cloud tax rows are
     part of the cloud cost and are covered when `applies_to` includes cloud).
     Emits a negative line on the community's invoice and the same positive
-    amount on the funder's invoice.
+    amount on the funder's invoice. A funder never pays more than the
+    community owes so far: after a cap or a discount on the whole bill, a
+    subsidy of the fees is limited to the bill, so it cannot turn negative.
     """
 
     class Params(ModelParams):
@@ -28,14 +31,20 @@ class Subsidy(PricingModel):
         if base == 0:
             return []
         share = self.params.share
-        amount = base * share / 100
+        wanted = base * share / 100
+        bill = rounded_sum(earlier)
+        amount = min(wanted, max(bill, ZERO)) if wanted > 0 else wanted
+        if amount == 0:
+            return []
         pct = percent_text(share)
         scope = {"all": "charges", "fees": "service fees", "cloud": "cloud costs"}[self.params.applies_to]
-        details = (("base", str(base)), ("share", str(share)), ("funder", ctx.funder.id))
+        limited = ", limited to the balance so far" if amount != wanted else ""
+        details = (("base", str(base)), ("share", str(share)), ("funder", ctx.funder.id)) + (
+            (("limited_to", str(bill)),) if limited else ())
         grant = f" ({ctx.funder.grant})" if ctx.funder.grant else ""
         return [
-            Charge("subsidy", f"Paid by {ctx.funder.name}{grant}: {pct}% of {scope}", -amount, ctx.currency,
+            Charge("subsidy", f"Paid by {ctx.funder.name}{grant}: {pct}% of {scope}{limited}", -amount, ctx.currency,
                    quantity=share, unit="%", details=details),
-            Charge("subsidy", f"{ctx.community.name}: {pct}% of {scope} for {ctx.month.label()}", amount,
+            Charge("subsidy", f"{ctx.community.name}: {pct}% of {scope} for {ctx.month.label()}{limited}", amount,
                    ctx.currency, quantity=share, unit="%", bill_to=ctx.funder.id, details=details),
         ]

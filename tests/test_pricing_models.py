@@ -96,8 +96,8 @@ def steps(plan, context):
     """Apply a plan model by model: (spec, charges before it, its charges)."""
     charges, out = [], []
     for spec in plan:
-        spec = dict(spec)
-        new = build_model(spec.pop("model"), spec).charges(context, tuple(charges))
+        params = {k: v for k, v in spec.items() if k != "model"}
+        new = build_model(spec["model"], params).charges(context, tuple(charges))
         out.append((spec, tuple(charges), new))
         charges += new
     return out
@@ -177,9 +177,13 @@ amount_off = st.decimals(min_value="0.01", max_value=30000, places=3).map(lambda
 discounts = st.lists(st.tuples(st.sampled_from(["all", "fees", "cloud"]), st.one_of(percent_off, amount_off)).map(
     lambda t: {"model": "discount", "applies_to": t[0], **t[1]}), min_size=1, max_size=4)
 others = st.tuples(money, st.decimals(min_value=0, max_value=1000, places=1).map(str),
-                   st.one_of(st.none(), money)).map(
+                   st.one_of(st.none(), money),
+                   st.one_of(st.none(), st.tuples(st.decimals(min_value="0.1", max_value=100, places=1),
+                                                  st.sampled_from(["all", "fees", "cloud"])))).map(
     lambda t: [{"model": "fixed_fee", "amount": t[0]}, {"model": "cloud_passthrough"},
-               {"model": "markup", "percent": t[1]}] + ([{"model": "cap", "amount": t[2]}] if t[2] else []))
+               {"model": "markup", "percent": t[1]}]
+    + ([{"model": "cap", "amount": t[2]}] if t[2] else [])
+    + ([{"model": "subsidy", "share": str(t[3][0]), "applies_to": t[3][1]}] if t[3] else []))
 
 
 @settings(max_examples=300, deadline=None)
@@ -188,20 +192,50 @@ def test_discounts_never_take_the_bill_or_their_base_below_zero(other_models, di
     plan = other_models + discount_models
     rnd.shuffle(plan)
     costs = [CloudCost("k", "h1", "compute", "direct", D(a)) for a in cloud]
-    for spec, before, new in steps(plan, ctx(cloud=costs)):
-        if spec.get("applies_to") is None:
+    context = ctx(cloud=costs, funder=SimpleNamespace(id="grant", name="Grant", grant=None))
+    applied = steps(plan, context)
+    for spec, before, new in applied:
+        if spec["model"] != "discount":
             continue
-        bill = sum((c.rounded for c in before), D(0))
+        bill = sum((c.rounded for c in before if c.bill_to is None), D(0))
         base = scope_sum(before, spec["applies_to"])
         assert len(new) <= 1 and all(c.amount < 0 and c.kind == "discount" for c in new)
         if bill <= 0 or base <= 0:
             assert new == []
             continue
         after = before + tuple(new)
-        assert sum((c.rounded for c in after), D(0)) >= 0
+        assert sum((c.rounded for c in after if c.bill_to is None), D(0)) >= 0
         assert scope_sum(after, spec["applies_to"]) >= 0
         if new:
             wanted = D(spec["amount"]) if "amount" in spec else base * D(spec["percent"]) / 100
             assert -new[0].amount <= wanted
-    if all(a >= 0 for a in cloud):
-        assert sum(c.rounded for *_, new in steps(plan, ctx(cloud=costs)) for c in new) >= 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(others, discounts, st.lists(st.decimals(min_value=0, max_value=8000, places=4), max_size=3),
+       st.randoms(use_true_random=False))
+def test_without_cloud_credits_no_plan_gives_a_negative_invoice(other_models, discount_models, cloud, rnd):
+    plan = other_models + discount_models
+    rnd.shuffle(plan)
+    costs = [CloudCost("k", "h1", "compute", "direct", D(a)) for a in cloud]
+    charges = apply(plan, ctx(cloud=costs, funder=SimpleNamespace(id="grant", name="Grant", grant=None)))
+    assert sum(c.rounded for c in charges if c.bill_to is None) >= 0
+
+
+@pytest.mark.parametrize("reduction", [{"model": "discount", "percent": "50"}, {"model": "cap", "amount": "40"}])
+def test_a_subsidy_never_pays_more_than_the_community_owes(reduction):
+    funder = SimpleNamespace(id="grant", name="Grant", grant="G-1")
+    plan = [{"model": "fixed_fee", "amount": "100"}, reduction,
+            {"model": "subsidy", "share": "100", "applies_to": "fees"}]
+    *_, pays, grant = apply(plan, ctx(funder=funder))
+    assert pays.rounded == -grant.rounded == -sum(c.rounded for c in apply(plan[:2], ctx()))
+    assert pays.description == "Paid by Grant (G-1): 100% of service fees, limited to the balance so far"
+    assert dict(grant.details)["limited_to"] == str(grant.rounded)
+
+
+def test_no_subsidy_when_the_community_owes_nothing():
+    funder = SimpleNamespace(id="grant", name="Grant", grant=None)
+    cloud = [CloudCost("k", None, "credit", "cluster", D("-1200"))]
+    plan = [{"model": "fixed_fee", "amount": "1000"}, {"model": "cloud_passthrough"},
+            {"model": "subsidy", "share": "100", "applies_to": "fees"}]
+    assert [c.kind for c in apply(plan, ctx(cloud=cloud, funder=funder))] == ["fee", "cloud"]
