@@ -1,5 +1,6 @@
 """Parameters of the built-in pricing models: every amount and percentage has a stated range."""
 from decimal import Decimal as D
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -228,3 +229,13 @@ def test_discount_parameters(params, problem):
                                     {"amount": "0.01", "applies_to": "fees"}, {"amount": str(MAX_AMOUNT)}])
 def test_discount_accepts_its_bounds(params):
     assert problems("discount", **params) == []
+
+
+def test_the_readme_table_states_every_declared_range():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    rows = {line.split("`")[1]: line for line in readme.splitlines() if line.startswith("| `")}
+    assert set(known_models()) <= set(rows)
+    for model in known_models():
+        for param, words in parameter_ranges(model_class(model).Params).items():
+            name = param.split(".")[0].split("[")[0]
+            assert f"`{name}" in rows[model] and words.split(" ", 2)[2] in rows[model], (model, param, words)

@@ -1,7 +1,10 @@
 """Pricing models from installed packages (entry points), and plans that try to name code."""
+import re
 import subprocess
 import sys
+import tomllib
 from decimal import Decimal as D
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -176,3 +179,29 @@ def test_parse_organization_reports_it_as_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"charges\[0\]\.model: pricing model 'some.module:Class': a configuration"):
         parse_organization(data, "org.yaml", tmp_path)
     assert "some" not in sys.modules and "some.module" not in sys.modules
+
+
+def test_the_readme_example_works_as_written(site):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Adding a pricing model"):readme.index("### Adding a cloud source")]
+    code = re.search(r"```python\n# mypkg/discount.py\n(.*?)```", section, re.S).group(1)
+    toml = tomllib.loads(re.search(r"```toml\n(.*?)```", section, re.S).group(1))
+    entry_points = toml["project"]["entry-points"][ENTRY_POINT_GROUP]
+    assert entry_points == {"early_bird": "mypkg.discount:EarlyBird"}
+    (site / "mypkg").mkdir()
+    (site / "mypkg" / "__init__.py").write_text("")
+    (site / "mypkg" / "discount.py").write_text(code)
+    install(site, "mypkg", entry_points)
+    try:
+        plan = [{"model": "fixed_fee", "amount": "120"}, {"model": "early_bird", "amount": "100.00"}]
+        assert plan_problems(*plan) == []
+        assert "(early_bird).amount: must be an amount more than 0" in plan_problems({"model": "early_bird",
+                                                                                       "amount": "-1"})[0]
+        community = SimpleNamespace(id="c1", name="C", kind="education")
+        context = PricingContext(Month(2024, 1), community, None, "USD")
+        fee = build_model("fixed_fee", {"amount": "120"}).charges(context, ())
+        (line,) = build_model("early_bird", {"amount": "100.00"}).charges(context, tuple(fee))
+        assert (line.kind, line.description, line.amount) == ("discount", "Early-bird discount (100.00)", D("-100.00"))
+    finally:
+        for name in ("mypkg", "mypkg.discount"):
+            sys.modules.pop(name, None)
