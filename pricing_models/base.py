@@ -135,11 +135,6 @@ def decimal_field(value: Any) -> Decimal:
     return to_decimal(value)
 
 
-def money_param(*names: str):
-    """A pydantic validator that builds Decimals from strings and refuses floats (no range: prefer `Money`)."""
-    return field_validator(*names, mode="before")(lambda v: None if v is None else decimal_field(v))
-
-
 # ---- parameter ranges ----------------------------------------------------------------
 
 # The largest amount a model parameter may hold. It is not a business limit
