@@ -57,7 +57,7 @@ def write_invoices_csv(path: Path, invoices: list[Invoice], pdf_names: dict[tupl
         rows.append([inv.number or "", inv.status, inv.party_id, inv.party_kind, inv.bill_to.get("display_name", ""),
                      inv.month, inv.currency, inv.issue_date.isoformat(), inv.due_date.isoformat(),
                      by_kind["fee"] + by_kind["uplift"] + by_kind["usage"], by_kind["cloud"] + by_kind["markup"],
-                     by_kind["subsidy"], by_kind["cap"], inv.subtotal, inv.total,
+                     by_kind["subsidy"], by_kind["cap"] + by_kind["discount"], inv.subtotal, inv.total,
                      pdf_names.get((inv.party_kind, inv.party_id), ""), inv.data_fingerprint])
     write_csv(path, header, rows)
 

@@ -1,18 +1,19 @@
 """Pricing models: plugins behind one small interface and a registry.
 
-A plan in the configuration lists models by registered name with their
-parameters; `billing.pricing` applies them in order. To add a model, write a
-`PricingModel` subclass with a `Params` class, decorate it with
-`@register("name")` in a module imported here (or name it in the plan as
-"package.module:Class"). See README.md, "Adding a pricing model".
+A plan in the configuration lists models by name with their parameters;
+`billing.pricing` applies them in order. The built-in models register
+themselves with `@register("name")` in the modules imported here; another
+package offers a model through the entry-point group
+"hub_billing.pricing_models", loaded only when a plan names it. A plan never
+names a module or class. See README.md, "Adding a pricing model".
 """
 from __future__ import annotations
 
 from pydantic import ValidationError
 
-from pricing_models import cloud, fees, subsidy, usage  # noqa: F401  (registers the built-in models)
-from pricing_models.base import (Charge, CloudCost, PricingContext, PricingModel, known_models, model_class,
-                                 register)
+from pricing_models import cloud, discount, fees, subsidy, usage  # noqa: F401  (registers the built-in models)
+from pricing_models.base import (ENTRY_POINT_GROUP, Charge, CloudCost, PricingContext, PricingModel, known_models,
+                                 model_class, register)
 
 
 def build_model(name: str, params: dict) -> PricingModel:
@@ -30,14 +31,14 @@ def validate_plan(plan) -> list[str]:
             problems.append(f"charges[{i}].model: {err.args[0]}")
         except ValidationError as err:
             for e in err.errors():
-                loc = ".".join(str(p) for p in e["loc"])
+                loc = "".join(f".{p}" for p in e["loc"])
                 value = e.get("input")
                 shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
-                problems.append(f"charges[{i}] ({spec.model}).{loc}: {e['msg'].removeprefix('Value error, ')}{shown}")
+                problems.append(f"charges[{i}] ({spec.model}){loc}: {e['msg'].removeprefix('Value error, ')}{shown}")
         except ValueError as err:
             problems.append(f"charges[{i}] ({spec.model}): {err}")
     return problems
 
 
-__all__ = ["Charge", "CloudCost", "PricingContext", "PricingModel", "build_model", "known_models", "model_class",
-           "register", "validate_plan"]
+__all__ = ["ENTRY_POINT_GROUP", "Charge", "CloudCost", "PricingContext", "PricingModel", "build_model", "known_models",
+           "model_class", "register", "validate_plan"]

@@ -1,11 +1,10 @@
 """Cloud cost: passed through at cost, optionally with a markup, optionally capped."""
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Sequence
 
 from billing.money import ZERO
-from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, money_param, percent_text,
+from pricing_models.base import (Charge, ModelParams, Money, Percent, PricingContext, PricingModel, percent_text,
                                  register, rounded_sum)
 
 COMPONENT_LABELS = {"compute": "Compute", "storage": "Storage", "networking": "Networking", "core": "Core services",
@@ -37,16 +36,16 @@ class Markup(PricingModel):
     """A percentage on the cloud cost passed through."""
 
     class Params(ModelParams):
-        percent: Decimal
+        placeholders = ("percent",)
+        percent: Percent
         description: str = "Markup on cloud costs ({percent}%)"
-        _percent = money_param("percent")
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         base = rounded_sum(earlier, kinds={"cloud"})
         if base <= 0:
             return []
         percent = self.params.percent
-        return [Charge("markup", self.params.description.format(percent=percent_text(percent)),
+        return [Charge("markup", self.describe(percent=percent_text(percent)),
                        base * percent / 100, ctx.currency, quantity=percent, unit="%",
                        details=(("base", str(base)),))]
 
@@ -56,14 +55,14 @@ class Cap(PricingModel):
     """The community never pays more than `amount` a month; the excess is credited."""
 
     class Params(ModelParams):
-        amount: Decimal
+        placeholders = ("amount", "currency")
+        amount: Money
         description: str = "Monthly cap of {amount} {currency}"
-        _amount = money_param("amount")
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         total = rounded_sum(earlier)
         excess = total - self.params.amount
         if excess <= 0:
             return []
-        return [Charge("cap", self.params.description.format(amount=self.params.amount, currency=ctx.currency),
+        return [Charge("cap", self.describe(amount=self.params.amount, currency=ctx.currency),
                        -excess, ctx.currency, details=(("charges_before_cap", str(total)),))]

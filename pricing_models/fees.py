@@ -4,10 +4,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal, Sequence
 
-from pydantic import field_validator
-
-from pricing_models.base import (Charge, ModelParams, decimal_field, percent_text, PricingContext, PricingModel, money_param, register,
-                                 rounded_sum)
+from pricing_models.base import (Charge, ModelParams, Money, Percent, PricingContext, PricingModel, percent_text,
+                                 register, rounded_sum)
 
 
 @register("fixed_fee")
@@ -15,13 +13,14 @@ class FixedFee(PricingModel):
     """The same fee every month (e.g. a membership of $15,000 a year as 1/12 each month)."""
 
     class Params(ModelParams):
-        amount: Decimal
+        placeholders = ("amount", "currency")
+        amount: Money
         description: str = "Monthly service fee"
-        _amount = money_param("amount")
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
-        return [Charge("fee", self.params.description, self.params.amount, ctx.currency,
-                       quantity=Decimal(1), unit="month", unit_price=self.params.amount)]
+        amount = self.params.amount
+        return [Charge("fee", self.describe(amount=amount, currency=ctx.currency), amount, ctx.currency,
+                       quantity=Decimal(1), unit="month", unit_price=amount)]
 
 
 @register("tier_fee")
@@ -29,20 +28,16 @@ class TierFee(PricingModel):
     """A monthly fee set by the community's kind (the 2022 alpha table)."""
 
     class Params(ModelParams):
-        fees: dict[Literal["education", "research", "partnership"], Decimal]
+        placeholders = ("kind",)
+        fees: dict[Literal["education", "research", "partnership"], Money]
         description: str = "Monthly service fee ({kind} tier)"
-
-        @field_validator("fees", mode="before")
-        @classmethod
-        def _exact(cls, value):
-            return {k: decimal_field(v) for k, v in value.items()} if isinstance(value, dict) else value
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         kind = ctx.community.kind
         if kind not in self.params.fees:
             raise ValueError(f"plan has no fee for community kind {kind!r}")
         fee = self.params.fees[kind]
-        return [Charge("fee", self.params.description.format(kind=kind.capitalize()), fee, ctx.currency,
+        return [Charge("fee", self.describe(kind=kind.capitalize()), fee, ctx.currency,
                        quantity=Decimal(1), unit="month", unit_price=fee,
                        details=(("tier", kind),))]
 
@@ -52,16 +47,16 @@ class DedicatedUplift(PricingModel):
     """A percentage on the fees so far when the community has a dedicated cluster."""
 
     class Params(ModelParams):
-        percent: Decimal
+        placeholders = ("percent",)
+        percent: Percent
         description: str = "Dedicated cluster (+{percent}% on service fees)"
-        _percent = money_param("percent")
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         base = rounded_sum(earlier, kinds={"fee", "usage"})
         if not ctx.dedicated or base == 0:
             return []
         percent = self.params.percent
-        return [Charge("uplift", self.params.description.format(percent=percent_text(percent)), base * percent / 100,
+        return [Charge("uplift", self.describe(percent=percent_text(percent)), base * percent / 100,
                        ctx.currency, quantity=percent, unit="%", unit_price=None,
                        details=(("base", str(base)), ("percent", str(percent))))]
 

@@ -1,15 +1,11 @@
 """Subsidies: a funder (a grant) pays a share or all of a community's charges."""
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Literal, Sequence
 
-from pydantic import field_validator
-
-from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, money_param, percent_text,
-                                 register, rounded_sum)
-
-SCOPES = {"all": None, "fees": {"fee", "uplift", "usage"}, "cloud": {"cloud", "markup"}}
+from billing.money import ZERO
+from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, Share, percent_text, register,
+                                 rounded_sum, scope_sum)
 
 
 @register("subsidy")
@@ -19,36 +15,36 @@ class Subsidy(PricingModel):
     Applies to charges before tax is added by this tool (cloud tax rows are
     part of the cloud cost and are covered when `applies_to` includes cloud).
     Emits a negative line on the community's invoice and the same positive
-    amount on the funder's invoice.
+    amount on the funder's invoice. A funder never pays more than the
+    community owes so far: after a cap or a discount on the whole bill, a
+    subsidy of the fees is limited to the bill, so it cannot turn negative.
     """
 
     class Params(ModelParams):
-        share: Decimal
+        share: Share
         applies_to: Literal["all", "fees", "cloud"] = "all"
-        _share = money_param("share")
-
-        @field_validator("share")
-        @classmethod
-        def _percentage(cls, v: Decimal) -> Decimal:
-            if not 0 < v <= 100:
-                raise ValueError(f"share is a percentage between 0 and 100, got {v}")
-            return v
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         if ctx.funder is None:
             raise ValueError(f"community {ctx.community.id!r} has a subsidy in its plan but no funder")
-        base = rounded_sum(earlier, kinds=SCOPES[self.params.applies_to])
+        base = scope_sum(earlier, self.params.applies_to)
         if base == 0:
             return []
         share = self.params.share
-        amount = base * share / 100
+        wanted = base * share / 100
+        bill = rounded_sum(earlier)
+        amount = min(wanted, max(bill, ZERO)) if wanted > 0 else wanted
+        if amount == 0:
+            return []
         pct = percent_text(share)
         scope = {"all": "charges", "fees": "service fees", "cloud": "cloud costs"}[self.params.applies_to]
-        details = (("base", str(base)), ("share", str(share)), ("funder", ctx.funder.id))
+        limited = ", limited to the balance so far" if amount != wanted else ""
+        details = (("base", str(base)), ("share", str(share)), ("funder", ctx.funder.id)) + (
+            (("limited_to", str(bill)),) if limited else ())
         grant = f" ({ctx.funder.grant})" if ctx.funder.grant else ""
         return [
-            Charge("subsidy", f"Paid by {ctx.funder.name}{grant}: {pct}% of {scope}", -amount, ctx.currency,
+            Charge("subsidy", f"Paid by {ctx.funder.name}{grant}: {pct}% of {scope}{limited}", -amount, ctx.currency,
                    quantity=share, unit="%", details=details),
-            Charge("subsidy", f"{ctx.community.name}: {pct}% of {scope} for {ctx.month.label()}", amount,
+            Charge("subsidy", f"{ctx.community.name}: {pct}% of {scope} for {ctx.month.label()}{limited}", amount,
                    ctx.currency, quantity=share, unit="%", bill_to=ctx.funder.id, details=details),
         ]

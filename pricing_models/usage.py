@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Sequence
+from typing import Annotated, Sequence
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pricing_models.base import Charge, ModelParams, PricingContext, PricingModel, decimal_field, register
+from pricing_models.base import Charge, ModelParams, Money, PricingContext, PricingModel, register
 
 
 class Tier(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    up_to: int | None          # inclusive upper bound of the tier; None = no limit
-    unit_price: Decimal
-
-    _price = field_validator("unit_price", mode="before")(decimal_field)
+    up_to: Annotated[int, Field(strict=True, gt=0)] | None   # inclusive upper bound of the tier; None = no limit
+    unit_price: Money          # zero allowed: a free tier
 
 
 def graduated(quantity: int, tiers: Sequence[Tier]) -> list[tuple[int, int, int, Decimal]]:
@@ -35,6 +33,7 @@ class GraduatedUsage(PricingModel):
     """Each monthly active user is priced by the tier it falls in (first 10 at $10, ...)."""
 
     class Params(ModelParams):
+        placeholders = ("first", "last")
         tiers: tuple[Tier, ...]
         unit: str = "MAU"
         description: str = "Monthly active users {first}–{last}"
@@ -55,7 +54,7 @@ class GraduatedUsage(PricingModel):
         mau = ctx.total_mau
         lines = []
         for first, last, units, price in graduated(mau, self.params.tiers):
-            lines.append(Charge("usage", self.params.description.format(first=first, last=last),
+            lines.append(Charge("usage", self.describe(first=first, last=last),
                                 units * price, ctx.currency, quantity=Decimal(units), unit=self.params.unit,
                                 unit_price=price, details=(("total_mau", str(mau)),)))
         return lines

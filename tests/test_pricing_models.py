@@ -2,9 +2,12 @@ from decimal import Decimal as D
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing.months import Month
 from pricing_models import CloudCost, PricingContext, build_model
+from pricing_models.base import SECTIONS, scope_sum
 from pricing_models.usage import graduated
 
 TIERS_2026 = [{"up_to": 10, "unit_price": "10.00"}, {"up_to": 100, "unit_price": "5.00"},
@@ -71,3 +74,168 @@ def test_subsidy_full_and_partial_balance_to_the_cent():
 def test_subsidy_without_funder_is_an_error():
     with pytest.raises(ValueError, match="no funder"):
         apply([{"model": "fixed_fee", "amount": "1"}, {"model": "subsidy", "share": "100"}], ctx())
+
+
+def test_every_declared_placeholder_is_filled_in_while_pricing():
+    cloud = [CloudCost("k", "h1", "compute", "direct", D("5000"))]
+    plan = [{"model": "tier_fee", "fees": FEES_2022, "description": "{{Tier}} {kind}"},
+            {"model": "fixed_fee", "amount": "10", "description": "Flat {amount} {currency}"},
+            {"model": "graduated_usage", "tiers": TIERS_2026, "description": "Users {first} to {last}"},
+            {"model": "dedicated_uplift", "percent": "12.50", "description": "Uplift {percent} %"},
+            {"model": "cloud_passthrough"},
+            {"model": "markup", "percent": "10", "description": "Markup {percent} %"},
+            {"model": "cap", "amount": "1000", "description": "Cap {amount} {currency}"}]
+    described = [c.description for c in apply(plan, ctx(cloud=cloud, mau={"h1": 12}, dedicated=True))]
+    assert described == ["{Tier} Education", "Flat 10 USD", "Users 1 to 10", "Users 11 to 12", "Uplift 12.5 %",
+                         "Compute, hub h1", "Markup 10 %", "Cap 1000 USD"]
+
+
+# ---- discounts ------------------------------------------------------------------------
+
+def steps(plan, context):
+    """Apply a plan model by model: (spec, charges before it, its charges)."""
+    charges, out = [], []
+    for spec in plan:
+        params = {k: v for k, v in spec.items() if k != "model"}
+        new = build_model(spec["model"], params).charges(context, tuple(charges))
+        out.append((spec, tuple(charges), new))
+        charges += new
+    return out
+
+
+def test_discount_percent_off_fees_is_its_own_adjustment_line():
+    plan = [{"model": "tier_fee", "fees": FEES_2022}, {"model": "dedicated_uplift", "percent": "50"},
+            {"model": "discount", "percent": "10", "applies_to": "fees"}]
+    *_, discount = apply(plan, ctx("research", dedicated=True))
+    assert (discount.kind, discount.description, discount.rounded) == ("discount", "Discount: 10% off service fees",
+                                                                        D("-225.00"))
+    assert (discount.quantity, discount.unit) == (D("10"), "%")
+    assert SECTIONS["discount"] == "Adjustments"
+    assert dict(discount.details) == {"applies_to": "fees", "base": "2250.00", "discount": "10%"}
+
+
+def test_discount_amount_is_limited_to_what_it_applies_to():
+    cloud = [CloudCost("k", "h1", "compute", "direct", D("40.004"))]
+    plan = [{"model": "fixed_fee", "amount": "1000"}, {"model": "cloud_passthrough"},
+            {"model": "discount", "amount": "100.00", "applies_to": "cloud", "description": "Credit {discount}"}]
+    *_, discount = apply(plan, ctx(cloud=cloud))
+    assert (discount.description, discount.amount, discount.quantity) == ("Credit 100.00 USD", D("-40.00"), None)
+    assert dict(discount.details)["limited_to"] == "40.00"
+
+
+def test_a_monthly_credit_never_exceeds_the_bill():
+    plan = [{"model": "fixed_fee", "amount": "250.00"}, {"model": "discount", "amount": "1000"}]
+    charges = apply(plan, ctx())
+    assert [c.rounded for c in charges] == [D("250.00"), D("-250.00")]
+    assert charges[-1].description == "Discount: 1000 USD off all charges"
+
+
+@pytest.mark.parametrize("plan", [
+    # nothing in scope yet: the discount comes before the cloud costs
+    [{"model": "fixed_fee", "amount": "100"}, {"model": "discount", "percent": "50", "applies_to": "cloud"},
+     {"model": "cloud_passthrough"}],
+    # the fees are already fully discounted
+    [{"model": "fixed_fee", "amount": "100"}, {"model": "discount", "percent": "100", "applies_to": "fees"},
+     {"model": "discount", "amount": "5", "applies_to": "fees"}],
+    # the bill is already zero (a whole-bill discount), though fees remain in scope
+    [{"model": "fixed_fee", "amount": "100"}, {"model": "discount", "percent": "100"},
+     {"model": "discount", "percent": "100", "applies_to": "fees"}],
+])
+def test_a_discount_with_nothing_left_to_discount_makes_no_line(plan):
+    charges = apply(plan, ctx(cloud=[CloudCost("k", "h1", "compute", "direct", D("10"))]))
+    assert sum(c.rounded for c in charges) >= 0
+    assert [c.kind for c in charges].count("discount") == sum(s["model"] == "discount" for s in plan) - 1
+
+
+def test_discount_on_net_negative_cloud_costs_makes_no_line():
+    cloud = [CloudCost("k", "h1", "compute", "direct", D("10")), CloudCost("k", None, "credit", "cluster", D("-25"))]
+    plan = [{"model": "fixed_fee", "amount": "100"}, {"model": "cloud_passthrough"},
+            {"model": "discount", "percent": "50", "applies_to": "cloud"}]
+    assert "discount" not in [c.kind for c in apply(plan, ctx(cloud=cloud))]
+
+
+def test_a_subsidy_after_a_discount_pays_the_discounted_fees():
+    funder = SimpleNamespace(id="grant", name="Grant", grant=None)
+    plan = [{"model": "fixed_fee", "amount": "1000"}, {"model": "discount", "percent": "25", "applies_to": "fees"},
+            {"model": "subsidy", "share": "100", "applies_to": "fees"}]
+    charges = apply(plan, ctx(funder=funder))
+    assert sum(c.rounded for c in charges if c.bill_to is None) == 0
+    assert [c.rounded for c in charges if c.bill_to == "grant"] == [D("750.00")]
+
+
+def test_percent_discount_rounds_within_its_base():
+    plan = [{"model": "fixed_fee", "amount": "0.01"}, {"model": "discount", "percent": "50"}]
+    assert [c.rounded for c in apply(plan, ctx())] == [D("0.01"), D("-0.01")]   # half-up, still within the base
+    plan = [{"model": "fixed_fee", "amount": "1000.01"}, {"model": "discount", "percent": "33.3"}]
+    assert apply(plan, ctx())[-1].rounded == D("-333.00")
+
+
+money = st.decimals(min_value=0, max_value=20000, places=2).map(str)
+cloud_amounts = st.lists(st.decimals(min_value=-2000, max_value=8000, places=4), max_size=4)
+percent_off = st.decimals(min_value="0.01", max_value=100, places=2).map(lambda p: {"percent": str(p)})
+amount_off = st.decimals(min_value="0.01", max_value=30000, places=3).map(lambda a: {"amount": str(a)})
+discounts = st.lists(st.tuples(st.sampled_from(["all", "fees", "cloud"]), st.one_of(percent_off, amount_off)).map(
+    lambda t: {"model": "discount", "applies_to": t[0], **t[1]}), min_size=1, max_size=4)
+others = st.tuples(money, st.decimals(min_value=0, max_value=1000, places=1).map(str),
+                   st.one_of(st.none(), money),
+                   st.one_of(st.none(), st.tuples(st.decimals(min_value="0.1", max_value=100, places=1),
+                                                  st.sampled_from(["all", "fees", "cloud"])))).map(
+    lambda t: [{"model": "fixed_fee", "amount": t[0]}, {"model": "cloud_passthrough"},
+               {"model": "markup", "percent": t[1]}]
+    + ([{"model": "cap", "amount": t[2]}] if t[2] else [])
+    + ([{"model": "subsidy", "share": str(t[3][0]), "applies_to": t[3][1]}] if t[3] else []))
+
+
+@settings(max_examples=300, deadline=None)
+@given(others, discounts, cloud_amounts, st.randoms(use_true_random=False))
+def test_discounts_never_take_the_bill_or_their_base_below_zero(other_models, discount_models, cloud, rnd):
+    plan = other_models + discount_models
+    rnd.shuffle(plan)
+    costs = [CloudCost("k", "h1", "compute", "direct", D(a)) for a in cloud]
+    context = ctx(cloud=costs, funder=SimpleNamespace(id="grant", name="Grant", grant=None))
+    applied = steps(plan, context)
+    for spec, before, new in applied:
+        if spec["model"] != "discount":
+            continue
+        bill = sum((c.rounded for c in before if c.bill_to is None), D(0))
+        base = scope_sum(before, spec["applies_to"])
+        assert len(new) <= 1 and all(c.amount < 0 and c.kind == "discount" for c in new)
+        if bill <= 0 or base <= 0:
+            assert new == []
+            continue
+        after = before + tuple(new)
+        assert sum((c.rounded for c in after if c.bill_to is None), D(0)) >= 0
+        assert scope_sum(after, spec["applies_to"]) >= 0
+        if new:
+            wanted = D(spec["amount"]) if "amount" in spec else base * D(spec["percent"]) / 100
+            assert -new[0].amount <= wanted
+
+
+@settings(max_examples=300, deadline=None)
+@given(others, discounts, st.lists(st.decimals(min_value=0, max_value=8000, places=4), max_size=3),
+       st.randoms(use_true_random=False))
+def test_without_cloud_credits_no_plan_gives_a_negative_invoice(other_models, discount_models, cloud, rnd):
+    plan = other_models + discount_models
+    rnd.shuffle(plan)
+    costs = [CloudCost("k", "h1", "compute", "direct", D(a)) for a in cloud]
+    charges = apply(plan, ctx(cloud=costs, funder=SimpleNamespace(id="grant", name="Grant", grant=None)))
+    assert sum(c.rounded for c in charges if c.bill_to is None) >= 0
+
+
+@pytest.mark.parametrize("reduction", [{"model": "discount", "percent": "50"}, {"model": "cap", "amount": "40"}])
+def test_a_subsidy_never_pays_more_than_the_community_owes(reduction):
+    funder = SimpleNamespace(id="grant", name="Grant", grant="G-1")
+    plan = [{"model": "fixed_fee", "amount": "100"}, reduction,
+            {"model": "subsidy", "share": "100", "applies_to": "fees"}]
+    *_, pays, grant = apply(plan, ctx(funder=funder))
+    assert pays.rounded == -grant.rounded == -sum(c.rounded for c in apply(plan[:2], ctx()))
+    assert pays.description == "Paid by Grant (G-1): 100% of service fees, limited to the balance so far"
+    assert dict(grant.details)["limited_to"] == str(grant.rounded)
+
+
+def test_no_subsidy_when_the_community_owes_nothing():
+    funder = SimpleNamespace(id="grant", name="Grant", grant=None)
+    cloud = [CloudCost("k", None, "credit", "cluster", D("-1200"))]
+    plan = [{"model": "fixed_fee", "amount": "1000"}, {"model": "cloud_passthrough"},
+            {"model": "subsidy", "share": "100", "applies_to": "fees"}]
+    assert [c.kind for c in apply(plan, ctx(cloud=cloud, funder=funder))] == ["fee", "cloud"]
