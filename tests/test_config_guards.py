@@ -340,8 +340,8 @@ def test_description_the_model_cannot_fill_in(tmp_path, capsys):
     data = small_org_data()
     data["pricing_plans"][0]["charges"][0]["description"] = "Fee ({tier})"
     err = refused(tmp_path, capsys, data)
-    assert "communities[0] (alpha).pricing_plan: plan 'alpha-2022' cannot price this community: " \
-           "charges[0] (tier_fee): KeyError: 'tier'" in err
+    assert "pricing_plans[0] (alpha-2022).charges[0] (tier_fee).description: {tier}: unknown placeholder; " \
+           "this model's description may use {kind}" in err
 
 
 # ---- all together ----------------------------------------------------------------------------------
