@@ -4,11 +4,14 @@ All sources deliver files in the normalized cost-record schema (FOCUS), so a
 single DuckDB query per distinct file set does the work: it reads CSV,
 CSV.gz or Parquet, keeps the rows whose BillingPeriodStart falls in the
 month, extracts the hub tags and sums the cost exactly (DECIMAL(38,18)),
-grouped by everything attribution needs. Nothing loops over rows in Python;
+grouped by everything attribution needs. Files whose cost or Tags columns
+have other types than the rest of their set are read by a query of their
+own, and the exact sums are added. Nothing loops over rows in Python;
 what comes back is a few hundred groups.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -22,6 +25,7 @@ import duckdb
 
 from billing.config import Organization
 from billing.errors import InputError
+from billing.money import ZERO
 from billing.months import Month
 from billing.sources import CostFiles, SnapshotStore, make_source
 from billing.sources.base import CHARGE_CATEGORIES, REQUIRED_FOCUS_COLUMNS, file_sha256
@@ -110,17 +114,36 @@ def _column_types(con, files: CostFiles, path: str) -> dict[str, str]:
     return {r[0]: r[1] for r in rows}
 
 
-def _check_columns(con, files: CostFiles) -> dict[str, str]:
-    """Every file must have the FOCUS columns ingest needs; returns the column types of the first."""
-    types: dict[str, str] = {}
+@dataclass(frozen=True)
+class _Scan:
+    """Files of one set whose cost and Tags columns have the same types: one DuckDB scan.
+
+    read_parquet(union_by_name) unifies a column's type across files (DECIMAL
+    with DOUBLE becomes DOUBLE, FLOAT with DOUBLE changes the float's text,
+    two wide DECIMALs can become DOUBLE), so files are only scanned together
+    when those columns have exactly the same type.
+    """
+
+    files: CostFiles        # `paths` holds this scan's files only
+    cost_type: str
+    tags_type: str
+    estimated: bool         # some file of the scan has x_Estimated (union_by_name fills NULL in the others)
+
+
+def _check_columns(con, files: CostFiles) -> list[_Scan]:
+    """Every file must have the FOCUS columns ingest needs; returns the files grouped by the types that matter."""
+    by_types: dict[tuple[str, str], list[tuple[str, bool]]] = {}
     for path in files.paths:
         file_types = _column_types(con, files, path)
         missing = [c for c in (*REQUIRED_FOCUS_COLUMNS, files.cost_column) if c not in file_types]
         if missing:
             raise InputError(f"{path}: missing FOCUS column(s) {', '.join(missing)} "
                              f"(found: {', '.join(list(file_types)[:12])}{', ...' if len(file_types) > 12 else ''})")
-        types = types or file_types
-    return types
+        key = (file_types[files.cost_column], file_types["Tags"])
+        by_types.setdefault(key, []).append((path, "x_Estimated" in file_types))
+    return [_Scan(dataclasses.replace(files, paths=tuple(p for p, _ in found)), cost_type, tags_type,
+                  any(est for _, est in found))
+            for (cost_type, tags_type), found in by_types.items()]
 
 
 def _money_expr(column: str, sql_type: str) -> str:
@@ -154,12 +177,35 @@ def _tags_expr(tag_keys: tuple[str, ...], tags_type: str) -> tuple[str, list[str
 
 def aggregate_files(files: CostFiles, month: Month, tag_keys: tuple[str, ...],
                     con: duckdb.DuckDBPyConnection | None = None) -> tuple[list[CostGroup], bool]:
-    """One scan of a file set: the month's rows grouped and summed exactly, and whether any is estimated."""
+    """The month's rows of a file set grouped and summed exactly, and whether any is estimated.
+
+    One DuckDB scan when every file has the same column types (the common
+    case); otherwise one scan per group of files with the same types, merged
+    by adding the exact sums of identical groups.
+    """
     con = con or _connect()
-    types = _check_columns(con, files)
-    cost = _money_expr(files.cost_column, types[files.cost_column])
-    tag_values, tags = _tags_expr(tag_keys, types.get("Tags", "VARCHAR"))
-    estimated = "x_Estimated" if "x_Estimated" in types else "false"
+    scans = _check_columns(con, files)
+    if len(scans) == 1:
+        return _aggregate_scan(con, scans[0], month, tag_keys)
+    merged: dict[CostGroup, CostGroup] = {}
+    any_estimated = False
+    for scan in scans:
+        found, estimated = _aggregate_scan(con, scan, month, tag_keys)
+        any_estimated = any_estimated or estimated
+        for g in found:
+            key = dataclasses.replace(g, cost=ZERO, rows=0)
+            seen = merged.get(key)
+            merged[key] = g if seen is None else dataclasses.replace(seen, cost=seen.cost + g.cost,
+                                                                     rows=seen.rows + g.rows)
+    return list(merged.values()), any_estimated
+
+
+def _aggregate_scan(con, scan: _Scan, month: Month, tag_keys: tuple[str, ...]) -> tuple[list[CostGroup], bool]:
+    """One DuckDB scan over files with the same column types."""
+    files = scan.files
+    cost = _money_expr(files.cost_column, scan.cost_type)
+    tag_values, tags = _tags_expr(tag_keys, scan.tags_type)
+    estimated = "x_Estimated" if scan.estimated else "false"
     query = f"""
         WITH src AS (
             SELECT TRY_CAST(BillingPeriodStart AS TIMESTAMPTZ) AS period,
@@ -177,8 +223,7 @@ def aggregate_files(files: CostFiles, month: Month, tag_keys: tuple[str, ...],
                count(*) FILTER (WHERE period IS NULL) AS bad_period,
                coalesce(bool_or(estimated), false) AS estimated
         FROM src
-        WHERE period IS NULL OR (period >= TIMESTAMPTZ '{month.start} 00:00:00+00'
-                                 AND period < TIMESTAMPTZ '{month.end} 00:00:00+00')
+        WHERE period IS NULL OR ({_in_month_sql("period", month)})
         GROUP BY ALL
     """
     try:
@@ -199,6 +244,11 @@ def aggregate_files(files: CostFiles, month: Month, tag_keys: tuple[str, ...],
         groups.append(CostGroup(provider_key(provider), account, sub.lower() if sub else None, tag_values, category,
                                 service or "", scat or "", currency, total, n))
     return groups, any_estimated
+
+
+def _in_month_sql(column: str, month: Month) -> str:
+    return (f"{column} >= TIMESTAMPTZ '{month.start} 00:00:00+00' "
+            f"AND {column} < TIMESTAMPTZ '{month.end} 00:00:00+00'")
 
 
 def _raise_bad_value(con, files: CostFiles, month: Month, cost_expr: str, problem: str) -> None:

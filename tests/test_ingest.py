@@ -96,3 +96,96 @@ def test_gzip_csv_and_parquet_with_float_and_map_tags(tmp_path):
     got = ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
     assert sum(g.cost for g in got.groups) == D("0.3")  # exact, not 0.30000000000000004
     assert {g.tags for g in got.groups} == {("alpha",), (None,)}
+
+
+# ---- a glob whose files hold the cost column with different types ------------------------------------------------
+
+
+def _focus_parquet(path, rows, cost_type, tags_map=False, estimated=None):
+    """rows: (sub-account, cost as the file holds it, hub tag or None)."""
+    import datetime as dt
+
+    ts = dt.datetime(2022, 1, 1, tzinfo=dt.timezone.utc)
+    n = len(rows)
+    tags = ([[("2i2c:hub-name", t)] if t else [] for _, _, t in rows] if tags_map
+            else [f'{{"2i2c:hub-name": "{t}"}}' if t else "{}" for _, _, t in rows])
+    columns = {
+        "ProviderName": ["AWS"] * n, "BillingAccountId": ["999900000000"] * n, "SubAccountId": [r[0] for r in rows],
+        "BillingPeriodStart": pa.array([ts] * n, pa.timestamp("us", "UTC")), "ChargeCategory": ["Usage"] * n,
+        "ServiceName": ["EC2"] * n, "ServiceCategory": ["Compute"] * n,
+        "BilledCost": pa.array([r[1] for r in rows], cost_type), "BillingCurrency": ["USD"] * n,
+        "Tags": pa.array(tags, pa.map_(pa.string(), pa.string())) if tags_map else tags,
+    }
+    if estimated is not None:
+        columns["x_Estimated"] = [estimated] * n
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+
+
+def _cost_by_line(ingested):
+    lines = {}
+    for g in ingested.groups:
+        key = (g.sub_account, g.tags[0])
+        lines[key] = lines.get(key, D(0)) + g.cost
+    return lines
+
+
+def test_a_glob_mixing_decimal_and_float_cost_columns_is_summed_exactly(tmp_path):
+    shared, dedicated = "111100000000", "222200000000"
+    _focus_parquet(tmp_path / "pq" / "a.parquet", [(shared, 0.1, "alpha"), (shared, 1.01, "beta"),
+                                                   (dedicated, 0.335, "prod")], pa.float64(), tags_map=True)
+    _focus_parquet(tmp_path / "pq" / "b.parquet", [(shared, D("0.2"), "alpha"), (shared, D("1.00"), None),
+                                                   (dedicated, D("0.123456789012345678"), "prod")],
+                   pa.decimal128(38, 18))
+    _focus_parquet(tmp_path / "pq" / "c.parquet", [(dedicated, D("0.335"), "prod"), (shared, D("0.01"), "beta")],
+                   pa.decimal128(12, 3))
+    _focus_parquet(tmp_path / "pq" / "d.parquet", [(shared, 0.335, None)], pa.float32())
+    org = parse_organization(small_org_data("pq/*.parquet"), "o.yaml", tmp_path)
+    got = ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    assert _cost_by_line(got) == {
+        (shared, "alpha"): D("0.3"),                               # 0.1 (DOUBLE) + 0.2 (DECIMAL)
+        (shared, "beta"): D("1.02"),                               # 1.01 (DOUBLE) + 0.01 (DECIMAL(12,3))
+        (shared, None): D("1.335"),                                # 1.00 (DECIMAL) + 0.335 (FLOAT)
+        (dedicated, "prod"): D("0.793456789012345678"),            # 0.335 + 0.123456789012345678 + 0.335
+    }
+    # Identical groups from different files are merged into one, rows and all.
+    alpha = [g for g in got.groups if g.tags == ("alpha",)]
+    assert len(alpha) == 1 and alpha[0].rows == 2
+    assert sum(g.rows for g in got.groups) == 9 and got.sources[0].rows == 9
+
+
+def test_a_float_first_file_does_not_turn_decimal_files_into_floats(tmp_path):
+    _focus_parquet(tmp_path / "pq" / "a.parquet", [("111100000000", 0.1, "alpha")], pa.float64())
+    _focus_parquet(tmp_path / "pq" / "b.parquet", [("111100000000", D("0.123456789012345678"), "alpha")],
+                   pa.decimal128(38, 18))
+    org = parse_organization(small_org_data("pq/*.parquet"), "o.yaml", tmp_path)
+    got = ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    assert [g.cost for g in got.groups] == [D("0.223456789012345678")]
+
+
+def test_estimated_rows_are_seen_in_any_file_of_the_glob(tmp_path):
+    _focus_parquet(tmp_path / "pq" / "a.parquet", [("111100000000", D("1.00"), "alpha")], pa.decimal128(38, 10))
+    _focus_parquet(tmp_path / "pq" / "b.parquet", [("111100000000", D("2.00"), "alpha")], pa.decimal128(38, 10),
+                   estimated=True)
+    org = parse_organization(small_org_data("pq/*.parquet"), "o.yaml", tmp_path)
+    got = ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    assert got.estimated and [g.cost for g in got.groups] == [D("3.00")]
+
+
+def test_csv_files_are_one_scan_and_exact(tmp_path, monkeypatch):
+    import billing.ingest as ingest
+
+    rows = small_focus_rows()
+    write_focus_csv(tmp_path / "focus" / "2022-01-a.csv", rows[:4])
+    write_focus_csv(tmp_path / "focus" / "2022-01-b.csv", rows[4:])
+    # The second file has an x_Estimated column the first lacks.
+    b = tmp_path / "focus" / "2022-01-b.csv"
+    lines = b.read_text().splitlines()
+    b.write_text("\n".join([lines[0] + ",x_Estimated"] + [line + ",false" for line in lines[1:]]) + "\n")
+    scans = []
+    real = ingest._aggregate_scan
+    monkeypatch.setattr(ingest, "_aggregate_scan", lambda con, scan, *a: scans.append(scan) or real(con, scan, *a))
+    got = ingest_month(small_org(tmp_path), JAN, SnapshotStore(tmp_path / "snap"))
+    assert len(scans) == 1 and scans[0].estimated
+    assert sum(g.cost for g in got.groups) == D("582.1800000001") and not got.estimated
+    assert _cost_by_line(got)[("111100000000", "alpha")] == D("100.0000000001")
