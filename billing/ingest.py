@@ -25,7 +25,7 @@ import duckdb
 
 from billing.config import Organization
 from billing.errors import InputError
-from billing.money import ZERO
+from billing.money import ZERO, is_iso_currency
 from billing.months import Month
 from billing.sources import CostFiles, SnapshotStore, make_source
 from billing.sources.base import CHARGE_CATEGORIES, REQUIRED_FOCUS_COLUMNS, file_sha256
@@ -269,8 +269,8 @@ def _check_group(con, files: CostFiles, category, currency, account) -> None:
     problem = None
     if category not in CHARGE_CATEGORIES:
         problem = ("ChargeCategory", category, f"one of {', '.join(CHARGE_CATEGORIES)}")
-    elif not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha() and currency.isupper()):
-        problem = ("BillingCurrency", currency, "an ISO 4217 code such as USD")
+    elif not is_iso_currency(currency):
+        problem = ("BillingCurrency", currency, "an ISO 4217 currency code such as USD, EUR or JPY")
     elif not account:
         problem = ("BillingAccountId", account, "a billing account id")
     if problem is None:

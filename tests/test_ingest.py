@@ -50,6 +50,23 @@ def test_bad_timestamp_and_category_and_currency(tmp_path):
         _ingest(tmp_path, rows)
 
 
+@pytest.mark.parametrize("code", ["XYZ", "XXX", "XAU", "US$"])
+def test_currency_must_be_a_real_iso_4217_code(tmp_path, code):
+    rows = small_focus_rows()
+    rows[4][11] = code
+    with pytest.raises(InputError) as err:
+        _ingest(tmp_path, rows)
+    assert str(err.value) == (f"{tmp_path / 'focus' / '2022-01.csv'}: field BillingCurrency: {code!r} is not "
+                              "an ISO 4217 currency code such as USD, EUR or JPY")
+
+
+def test_other_real_currencies_are_accepted(tmp_path):
+    rows = small_focus_rows()
+    rows[4][11] = "JPY"
+    ingested = _ingest(tmp_path, rows)
+    assert {g.currency for g in ingested.groups} == {"USD", "JPY"}
+
+
 def test_missing_column_is_named(tmp_path):
     path = tmp_path / "focus" / "2022-01.csv"
     path.parent.mkdir(parents=True)
