@@ -8,14 +8,20 @@ grouped by everything attribution needs. Files whose cost or Tags columns
 have other types than the rest of their set are read by a query of their
 own, and the exact sums are added. Nothing loops over rows in Python;
 what comes back is a few hundred groups.
+
+A cluster with cost in the month but not one row carrying its hub tag stops
+the month: its hub_tag is almost surely misspelled, and all its cost would
+silently become overhead.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import hashlib
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -23,9 +29,9 @@ from typing import Iterable
 
 import duckdb
 
-from billing.config import Organization
+from billing.config import Cluster, Organization
 from billing.errors import InputError
-from billing.money import ZERO, is_iso_currency
+from billing.money import ZERO, is_iso_currency, round_money
 from billing.months import Month
 from billing.sources import CostFiles, SnapshotStore, make_source
 from billing.sources.base import CHARGE_CATEGORIES, REQUIRED_FOCUS_COLUMNS, file_sha256
@@ -281,6 +287,93 @@ def _check_group(con, files: CostFiles, category, currency, account) -> None:
     raise InputError(f"{row[0] if row else files.source}: field {column}: {value!r} is not {expected}")
 
 
+# ---- a cluster whose hub tag no row carries ------------------------------------------
+
+
+def needs_hub_tag(org: Organization, cluster: Cluster) -> bool:
+    """Whether the cluster's cost must carry its hub tag: not if untagged_ok, nor if every hub owns a sub-account."""
+    return not cluster.untagged_ok and not all(h.sub_account for h in org.hubs_of_cluster(cluster.id))
+
+
+def hub_tag_problem(org: Organization, cluster: Cluster, month: Month, tag_keys: tuple[str, ...],
+                    found: list[tuple[CostFiles, list[CostGroup]]], con=None) -> str | None:
+    """What is wrong when the cluster has cost in the month but not one of its rows carries its hub tag.
+
+    Any value counts, even an overhead one such as kube-system: a key that is
+    never there means hub_tag names the wrong key, and all the cluster's cost
+    would silently become overhead. `found` is (file set, its groups); the
+    tag keys the rows do carry are read from the files only when this fails.
+    """
+    if not needs_hub_tag(org, cluster):
+        return None
+    index = tag_keys.index(cluster.hub_tag)
+    mine = [(files, [g for g in groups if g.provider == cluster.provider and g.sub_account in cluster.sub_accounts])
+            for files, groups in found]
+    mine = [(files, groups) for files, groups in mine if groups]
+    groups = [g for _, gs in mine for g in gs]
+    if not any(g.cost for g in groups) or any(g.tags[index] for g in groups):
+        return None
+    keys: Counter[str] = Counter()
+    for files, _ in mine:
+        keys += tag_keys_on_rows(files, cluster, month, con)
+    totals: dict[str, Decimal] = {}
+    for g in groups:
+        totals[g.currency] = totals.get(g.currency, ZERO) + g.cost
+    money = " and ".join(f"{round_money(t, c):,} {c}" for c, t in sorted(totals.items()))
+    sources = ", ".join(files.source for files, _ in mine)
+    return (f"cluster {cluster.id!r} has {money} of cost in {month} ({sources}) but none of its rows carries "
+            f"its hub tag {cluster.hub_tag!r}; tag keys found on its rows: {_describe_keys(cluster.hub_tag, keys)}; "
+            "fix hub_tag, or set untagged_ok: true on the cluster if its cost really carries no hub tag")
+
+
+def tag_keys_on_rows(files: CostFiles, cluster: Cluster, month: Month, con=None) -> Counter[str]:
+    """How many of the cluster's rows in the month carry each tag key."""
+    con = con or _connect()
+    subs = ", ".join(_sql_string(s) for s in cluster.sub_accounts)
+    counts: Counter[str] = Counter()
+    for scan in _check_columns(con, files):
+        keys = "map_keys(Tags)" if scan.tags_type.upper().startswith("MAP") else "json_keys(CAST(Tags AS VARCHAR))"
+        query = f"""
+            SELECT provider, key, count(*) FROM (
+                SELECT CAST(ProviderName AS VARCHAR) AS provider, unnest({keys}) AS key
+                FROM {_reader(scan.files, scan.files.paths)}
+                WHERE lower(CAST(SubAccountId AS VARCHAR)) IN ({subs})
+                  AND {_in_month_sql("TRY_CAST(BillingPeriodStart AS TIMESTAMPTZ)", month)}
+            ) GROUP BY ALL
+        """
+        try:
+            rows = con.execute(query).fetchall()
+        except duckdb.Error as err:
+            raise InputError(f"{files.source}: cannot read the Tags column: {str(err).splitlines()[0]}") from None
+        for provider, key, n in rows:
+            if provider_key(provider) == cluster.provider:
+                counts[str(key)] += n
+    return counts
+
+
+def _describe_keys(hub_tag: str, counts: Counter[str], limit: int = 12) -> str:
+    """The keys found, near matches of the hub tag first (same but for case, then similar), then the most used."""
+    if not counts:
+        return "none (its rows carry no tags at all)"
+    wanted = hub_tag.lower()
+    ranked = []
+    for key, n in counts.items():
+        bare = key.lower()
+        for prefix in TAG_KEY_PREFIXES:  # "user:Owner" is a near match of "owner"
+            if prefix and bare.startswith(prefix):
+                bare = bare[len(prefix):]
+        similarity = difflib.SequenceMatcher(None, wanted, bare).ratio()
+        if bare == wanted:
+            ranked.append(((0, 0, -n, key), f"{key!r} (differs only in case)"))
+        elif similarity >= 0.6:
+            ranked.append(((1, -similarity, -n, key), f"{key!r} (similar spelling)"))
+        else:
+            ranked.append(((2, 0, -n, key), repr(key)))
+    shown = [text for _, text in sorted(ranked)[:limit]]
+    more = len(ranked) - limit
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
 @functools.lru_cache(maxsize=4096)
 def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
     """A file's hash, computed once per process while its size and mtime stay the same (backfills reuse it)."""
@@ -309,6 +402,7 @@ def ingest_month(org: Organization, month: Month, snapshots: SnapshotStore, *, r
         file_sets.setdefault(key, (files, []))[1].append(cluster.id)
     con = _connect()
     groups: list[CostGroup] = []
+    found_by_set: list[tuple[CostFiles, list[CostGroup]]] = []
     summaries: list[SourceSummary] = []
     warnings: list[str] = []
     for files, clusters in file_sets.values():
@@ -321,7 +415,14 @@ def ingest_month(org: Organization, month: Month, snapshots: SnapshotStore, *, r
         if rows == 0:
             warnings.append(f"{files.source}: the source reports no cost for {month}")
         groups.extend(found)
+        found_by_set.append((files, found))
         summaries.append(SourceSummary(files.source, tuple(clusters), files.paths,
                                        fingerprint_files(files) if fingerprint else "", rows,
                                        files.estimated or estimated))
+    problems = [p for c in org.clusters if (p := hub_tag_problem(org, c, month, tag_keys, found_by_set, con))]
+    if len(problems) == 1:
+        raise InputError(problems[0])
+    if problems:
+        raise InputError(f"{month} is not finalized: {len(problems)} clusters have cost but no row carrying "
+                         "their hub tag", problems)
     return IngestedMonth(month, tag_keys, tuple(groups), tuple(summaries), tuple(warnings))
