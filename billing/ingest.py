@@ -271,11 +271,15 @@ def _raise_bad_value(con, files: CostFiles, month: Month, cost_expr: str, proble
     raise InputError(f"{path}: field {column}: {value!r} is not {expected}")
 
 
+# Asked once per group (hundreds per scan) for a handful of distinct codes; babel's answer is slow to compute.
+_is_iso_currency = functools.lru_cache(maxsize=256)(is_iso_currency)
+
+
 def _check_group(con, files: CostFiles, category, currency, account) -> None:
     problem = None
     if category not in CHARGE_CATEGORIES:
         problem = ("ChargeCategory", category, f"one of {', '.join(CHARGE_CATEGORIES)}")
-    elif not is_iso_currency(currency):
+    elif not _is_iso_currency(currency):
         problem = ("BillingCurrency", currency, "an ISO 4217 currency code such as USD, EUR or JPY")
     elif not account:
         problem = ("BillingAccountId", account, "a billing account id")
