@@ -65,6 +65,8 @@ def organization(path: Path):
                          "sub_accounts": [f"{100000000000 + a:012d}"], "hub_tag": TAG,
                          "tenancy": "shared" if shared else "dedicated", "community": None if shared else f"k{a}",
                          "split": {"rule": "direct_cost"} if shared else None,
+                         # generate() tags no row of the sub-accounts a % 5 == 0 (i % 5 == 0 gives Tags {})
+                         "untagged_ok": a % 5 == 0,
                          "source": {"type": "focus", "path": str(path)}})
         for h in range(N_HUBS_PER_ACCOUNT):
             community = f"k{a}-{h}" if shared else f"k{a}"

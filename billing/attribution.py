@@ -13,6 +13,9 @@ Rules, in order, for each aggregated cost group:
    cluster it is split among the cluster's hubs by the configured rule
    ("shared"): usage measure, even, or each hub's direct cost. When every
    weight is zero the split falls back to even, and says so.
+   A cluster none of whose rows carries its hub tag never gets here: that is
+   a wrong hub_tag, not overhead, and ingest refuses the month
+   (`billing.ingest.hub_tag_problem`) unless the cluster says untagged_ok.
 Splits use the largest-remainder method, so parts add up to the whole
 exactly. `reconcile` then checks input = attributed + unattributed per
 provider and billing account, to the last digit, and fails loudly if not.

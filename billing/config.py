@@ -205,6 +205,9 @@ class Cluster(Frozen):
     overhead_tag_values: tuple[str, ...] = ("kube-system", "support")
     split: SplitRule | None = None
     source: CostSourceConfig
+    # True when the cluster's cost really carries no hub tag (all of it is overhead); otherwise a month in which
+    # not one of its rows carries hub_tag is refused, since that is almost always a misspelled hub_tag.
+    untagged_ok: bool = False
 
     # Sub-account ids compare case-insensitively (Azure subscription GUIDs come in both cases).
     _lower_subs = field_validator("sub_accounts", mode="after")(lambda v: tuple(s.lower() for s in v))

@@ -4,15 +4,24 @@ All sources deliver files in the normalized cost-record schema (FOCUS), so a
 single DuckDB query per distinct file set does the work: it reads CSV,
 CSV.gz or Parquet, keeps the rows whose BillingPeriodStart falls in the
 month, extracts the hub tags and sums the cost exactly (DECIMAL(38,18)),
-grouped by everything attribution needs. Nothing loops over rows in Python;
+grouped by everything attribution needs. Files whose cost or Tags columns
+have other types than the rest of their set are read by a query of their
+own, and the exact sums are added. Nothing loops over rows in Python;
 what comes back is a few hundred groups.
+
+A cluster with cost in the month but not one row carrying its hub tag stops
+the month: its hub_tag is almost surely misspelled, and all its cost would
+silently become overhead.
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import functools
 import hashlib
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -20,8 +29,9 @@ from typing import Iterable
 
 import duckdb
 
-from billing.config import Organization
+from billing.config import Cluster, Organization
 from billing.errors import InputError
+from billing.money import ZERO, is_iso_currency, round_money
 from billing.months import Month
 from billing.sources import CostFiles, SnapshotStore, make_source
 from billing.sources.base import CHARGE_CATEGORIES, REQUIRED_FOCUS_COLUMNS, file_sha256
@@ -111,17 +121,36 @@ def _column_types(con, files: CostFiles, path: str) -> dict[str, str]:
     return {r[0]: r[1] for r in rows}
 
 
-def _check_columns(con, files: CostFiles) -> dict[str, str]:
-    """Every file must have the FOCUS columns ingest needs; returns the column types of the first."""
-    types: dict[str, str] = {}
+@dataclass(frozen=True)
+class _Scan:
+    """Files of one set whose cost and Tags columns have the same types: one DuckDB scan.
+
+    read_parquet(union_by_name) unifies a column's type across files (DECIMAL
+    with DOUBLE becomes DOUBLE, FLOAT with DOUBLE changes the float's text,
+    two wide DECIMALs can become DOUBLE), so files are only scanned together
+    when those columns have exactly the same type.
+    """
+
+    files: CostFiles        # `paths` holds this scan's files only
+    cost_type: str
+    tags_type: str
+    estimated: bool         # some file of the scan has x_Estimated (union_by_name fills NULL in the others)
+
+
+def _check_columns(con, files: CostFiles) -> list[_Scan]:
+    """Every file must have the FOCUS columns ingest needs; returns the files grouped by the types that matter."""
+    by_types: dict[tuple[str, str], list[tuple[str, bool]]] = {}
     for path in files.paths:
         file_types = _column_types(con, files, path)
         missing = [c for c in (*REQUIRED_FOCUS_COLUMNS, files.cost_column) if c not in file_types]
         if missing:
             raise InputError(f"{path}: missing FOCUS column(s) {', '.join(missing)} "
                              f"(found: {', '.join(list(file_types)[:12])}{', ...' if len(file_types) > 12 else ''})")
-        types = types or file_types
-    return types
+        key = (file_types[files.cost_column], file_types["Tags"])
+        by_types.setdefault(key, []).append((path, "x_Estimated" in file_types))
+    return [_Scan(dataclasses.replace(files, paths=tuple(p for p, _ in found)), cost_type, tags_type,
+                  any(est for _, est in found))
+            for (cost_type, tags_type), found in by_types.items()]
 
 
 def _money_expr(column: str, sql_type: str) -> str:
@@ -155,12 +184,35 @@ def _tags_expr(tag_keys: tuple[str, ...], tags_type: str) -> tuple[str, list[str
 
 def aggregate_files(files: CostFiles, month: Month, tag_keys: tuple[str, ...],
                     con: duckdb.DuckDBPyConnection | None = None) -> tuple[list[CostGroup], bool]:
-    """One scan of a file set: the month's rows grouped and summed exactly, and whether any is estimated."""
+    """The month's rows of a file set grouped and summed exactly, and whether any is estimated.
+
+    One DuckDB scan when every file has the same column types (the common
+    case); otherwise one scan per group of files with the same types, merged
+    by adding the exact sums of identical groups.
+    """
     con = con or _connect()
-    types = _check_columns(con, files)
-    cost = _money_expr(files.cost_column, types[files.cost_column])
-    tag_values, tags = _tags_expr(tag_keys, types.get("Tags", "VARCHAR"))
-    estimated = "x_Estimated" if "x_Estimated" in types else "false"
+    scans = _check_columns(con, files)
+    if len(scans) == 1:
+        return _aggregate_scan(con, scans[0], month, tag_keys)
+    merged: dict[CostGroup, CostGroup] = {}
+    any_estimated = False
+    for scan in scans:
+        found, estimated = _aggregate_scan(con, scan, month, tag_keys)
+        any_estimated = any_estimated or estimated
+        for g in found:
+            key = dataclasses.replace(g, cost=ZERO, rows=0)
+            seen = merged.get(key)
+            merged[key] = g if seen is None else dataclasses.replace(seen, cost=seen.cost + g.cost,
+                                                                     rows=seen.rows + g.rows)
+    return list(merged.values()), any_estimated
+
+
+def _aggregate_scan(con, scan: _Scan, month: Month, tag_keys: tuple[str, ...]) -> tuple[list[CostGroup], bool]:
+    """One DuckDB scan over files with the same column types."""
+    files = scan.files
+    cost = _money_expr(files.cost_column, scan.cost_type)
+    tag_values, tags = _tags_expr(tag_keys, scan.tags_type)
+    estimated = "x_Estimated" if scan.estimated else "false"
     query = f"""
         WITH src AS (
             SELECT TRY_CAST(BillingPeriodStart AS TIMESTAMPTZ) AS period,
@@ -178,8 +230,7 @@ def aggregate_files(files: CostFiles, month: Month, tag_keys: tuple[str, ...],
                count(*) FILTER (WHERE period IS NULL) AS bad_period,
                coalesce(bool_or(estimated), false) AS estimated
         FROM src
-        WHERE period IS NULL OR (period >= TIMESTAMPTZ '{month.start} 00:00:00+00'
-                                 AND period < TIMESTAMPTZ '{month.end} 00:00:00+00')
+        WHERE period IS NULL OR ({_in_month_sql("period", month)})
         GROUP BY ALL
     """
     try:
@@ -202,6 +253,11 @@ def aggregate_files(files: CostFiles, month: Month, tag_keys: tuple[str, ...],
     return groups, any_estimated
 
 
+def _in_month_sql(column: str, month: Month) -> str:
+    return (f"{column} >= TIMESTAMPTZ '{month.start} 00:00:00+00' "
+            f"AND {column} < TIMESTAMPTZ '{month.end} 00:00:00+00'")
+
+
 def _raise_bad_value(con, files: CostFiles, month: Month, cost_expr: str, problem: str) -> None:
     """Find the first offending row and name its file, field and value."""
     if problem == "bad_cost":
@@ -216,12 +272,16 @@ def _raise_bad_value(con, files: CostFiles, month: Month, cost_expr: str, proble
     raise InputError(f"{path}: field {column}: {value!r} is not {expected}")
 
 
+# Asked once per group (hundreds per scan) for a handful of distinct codes; babel's answer is slow to compute.
+_is_iso_currency = functools.lru_cache(maxsize=256)(is_iso_currency)
+
+
 def _check_group(con, files: CostFiles, category, currency, account) -> None:
     problem = None
     if category not in CHARGE_CATEGORIES:
         problem = ("ChargeCategory", category, f"one of {', '.join(CHARGE_CATEGORIES)}")
-    elif not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha() and currency.isupper()):
-        problem = ("BillingCurrency", currency, "an ISO 4217 code such as USD")
+    elif not _is_iso_currency(currency):
+        problem = ("BillingCurrency", currency, "an ISO 4217 currency code such as USD, EUR or JPY")
     elif not account:
         problem = ("BillingAccountId", account, "a billing account id")
     if problem is None:
@@ -230,6 +290,93 @@ def _check_group(con, files: CostFiles, category, currency, account) -> None:
     cond = f'"{column}" IS NULL' if value is None else f'CAST("{column}" AS VARCHAR) = {_sql_string(value)}'
     row = con.execute(f"SELECT filename FROM {_reader(files, files.paths, True)} WHERE {cond} LIMIT 1").fetchone()
     raise InputError(f"{row[0] if row else files.source}: field {column}: {value!r} is not {expected}")
+
+
+# ---- a cluster whose hub tag no row carries ------------------------------------------
+
+
+def needs_hub_tag(org: Organization, cluster: Cluster) -> bool:
+    """Whether the cluster's cost must carry its hub tag: not if untagged_ok, nor if every hub owns a sub-account."""
+    return not cluster.untagged_ok and not all(h.sub_account for h in org.hubs_of_cluster(cluster.id))
+
+
+def hub_tag_problem(org: Organization, cluster: Cluster, month: Month, tag_keys: tuple[str, ...],
+                    found: list[tuple[CostFiles, list[CostGroup]]], con=None) -> str | None:
+    """What is wrong when the cluster has cost in the month but not one of its rows carries its hub tag.
+
+    Any value counts, even an overhead one such as kube-system: a key that is
+    never there means hub_tag names the wrong key, and all the cluster's cost
+    would silently become overhead. `found` is (file set, its groups); the
+    tag keys the rows do carry are read from the files only when this fails.
+    """
+    if not needs_hub_tag(org, cluster):
+        return None
+    index = tag_keys.index(cluster.hub_tag)
+    mine = [(files, [g for g in groups if g.provider == cluster.provider and g.sub_account in cluster.sub_accounts])
+            for files, groups in found]
+    mine = [(files, groups) for files, groups in mine if groups]
+    groups = [g for _, gs in mine for g in gs]
+    if not any(g.cost for g in groups) or any(g.tags[index] for g in groups):
+        return None
+    keys: Counter[str] = Counter()
+    for files, _ in mine:
+        keys += tag_keys_on_rows(files, cluster, month, con)
+    totals: dict[str, Decimal] = {}
+    for g in groups:
+        totals[g.currency] = totals.get(g.currency, ZERO) + g.cost
+    money = " and ".join(f"{round_money(t, c):,} {c}" for c, t in sorted(totals.items()))
+    sources = ", ".join(files.source for files, _ in mine)
+    return (f"cluster {cluster.id!r} has {money} of cost in {month} ({sources}) but none of its rows carries "
+            f"its hub tag {cluster.hub_tag!r}; tag keys found on its rows: {_describe_keys(cluster.hub_tag, keys)}; "
+            "fix hub_tag, or set untagged_ok: true on the cluster if its cost really carries no hub tag")
+
+
+def tag_keys_on_rows(files: CostFiles, cluster: Cluster, month: Month, con=None) -> Counter[str]:
+    """How many of the cluster's rows in the month carry each tag key."""
+    con = con or _connect()
+    subs = ", ".join(_sql_string(s) for s in cluster.sub_accounts)
+    counts: Counter[str] = Counter()
+    for scan in _check_columns(con, files):
+        keys = "map_keys(Tags)" if scan.tags_type.upper().startswith("MAP") else "json_keys(CAST(Tags AS VARCHAR))"
+        query = f"""
+            SELECT provider, key, count(*) FROM (
+                SELECT CAST(ProviderName AS VARCHAR) AS provider, unnest({keys}) AS key
+                FROM {_reader(scan.files, scan.files.paths)}
+                WHERE lower(CAST(SubAccountId AS VARCHAR)) IN ({subs})
+                  AND {_in_month_sql("TRY_CAST(BillingPeriodStart AS TIMESTAMPTZ)", month)}
+            ) GROUP BY ALL
+        """
+        try:
+            rows = con.execute(query).fetchall()
+        except duckdb.Error as err:
+            raise InputError(f"{files.source}: cannot read the Tags column: {str(err).splitlines()[0]}") from None
+        for provider, key, n in rows:
+            if provider_key(provider) == cluster.provider:
+                counts[str(key)] += n
+    return counts
+
+
+def _describe_keys(hub_tag: str, counts: Counter[str], limit: int = 12) -> str:
+    """The keys found, near matches of the hub tag first (same but for case, then similar), then the most used."""
+    if not counts:
+        return "none (its rows carry no tags at all)"
+    wanted = hub_tag.lower()
+    ranked = []
+    for key, n in counts.items():
+        bare = key.lower()
+        for prefix in TAG_KEY_PREFIXES:  # "user:Owner" is a near match of "owner"
+            if prefix and bare.startswith(prefix):
+                bare = bare[len(prefix):]
+        similarity = difflib.SequenceMatcher(None, wanted, bare).ratio()
+        if bare == wanted:
+            ranked.append(((0, 0, -n, key), f"{key!r} (differs only in case)"))
+        elif similarity >= 0.6:
+            ranked.append(((1, -similarity, -n, key), f"{key!r} (similar spelling)"))
+        else:
+            ranked.append(((2, 0, -n, key), repr(key)))
+    shown = [text for _, text in sorted(ranked)[:limit]]
+    more = len(ranked) - limit
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -260,6 +407,7 @@ def ingest_month(org: Organization, month: Month, snapshots: SnapshotStore, *, r
         file_sets.setdefault(key, (files, []))[1].append(cluster.id)
     con = _connect()
     groups: list[CostGroup] = []
+    found_by_set: list[tuple[CostFiles, list[CostGroup]]] = []
     summaries: list[SourceSummary] = []
     warnings: list[str] = []
     for files, clusters in file_sets.values():
@@ -272,10 +420,17 @@ def ingest_month(org: Organization, month: Month, snapshots: SnapshotStore, *, r
         if rows == 0:
             warnings.append(f"{files.source}: the source reports no cost for {month}")
         groups.extend(found)
+        found_by_set.append((files, found))
         totals: dict[str, Decimal] = {}
         for g in found:
             totals[g.currency] = totals.get(g.currency, Decimal(0)) + g.cost
         summaries.append(SourceSummary(files.source, tuple(clusters), files.paths,
                                        fingerprint_files(files) if fingerprint else "", rows,
                                        files.estimated or estimated, tuple(sorted(totals.items()))))
+    problems = [p for c in org.clusters if (p := hub_tag_problem(org, c, month, tag_keys, found_by_set, con))]
+    if len(problems) == 1:
+        raise InputError(problems[0])
+    if problems:
+        raise InputError(f"{month} is not finalized: {len(problems)} clusters have cost but no row carrying "
+                         "their hub tag", problems)
     return IngestedMonth(month, tag_keys, tuple(groups), tuple(summaries), tuple(warnings))

@@ -35,8 +35,8 @@ def ledger_counts(out: Path) -> tuple[int, list]:
 
 
 def files_under(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "ledger.db"
-                  and not p.name.startswith("ledger.db"))
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and p.name not in ("ledger.db", ".ledger.db.lock"))
 
 
 def test_a_document_that_cannot_be_rendered_takes_no_number(org_path, monkeypatch, capsys):

@@ -50,6 +50,23 @@ def test_bad_timestamp_and_category_and_currency(tmp_path):
         _ingest(tmp_path, rows)
 
 
+@pytest.mark.parametrize("code", ["XYZ", "XXX", "XAU", "US$"])
+def test_currency_must_be_a_real_iso_4217_code(tmp_path, code):
+    rows = small_focus_rows()
+    rows[4][11] = code
+    with pytest.raises(InputError) as err:
+        _ingest(tmp_path, rows)
+    assert str(err.value) == (f"{tmp_path / 'focus' / '2022-01.csv'}: field BillingCurrency: {code!r} is not "
+                              "an ISO 4217 currency code such as USD, EUR or JPY")
+
+
+def test_other_real_currencies_are_accepted(tmp_path):
+    rows = small_focus_rows()
+    rows[4][11] = "JPY"
+    ingested = _ingest(tmp_path, rows)
+    assert {g.currency for g in ingested.groups} == {"USD", "JPY"}
+
+
 def test_missing_column_is_named(tmp_path):
     path = tmp_path / "focus" / "2022-01.csv"
     path.parent.mkdir(parents=True)
@@ -96,3 +113,222 @@ def test_gzip_csv_and_parquet_with_float_and_map_tags(tmp_path):
     got = ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
     assert sum(g.cost for g in got.groups) == D("0.3")  # exact, not 0.30000000000000004
     assert {g.tags for g in got.groups} == {("alpha",), (None,)}
+
+
+# ---- a glob whose files hold the cost column with different types ------------------------------------------------
+
+
+def _focus_parquet(path, rows, cost_type, tags_map=False, estimated=None):
+    """rows: (sub-account, cost as the file holds it, hub tag or None)."""
+    import datetime as dt
+
+    ts = dt.datetime(2022, 1, 1, tzinfo=dt.timezone.utc)
+    n = len(rows)
+    tags = ([[("2i2c:hub-name", t)] if t else [] for _, _, t in rows] if tags_map
+            else [f'{{"2i2c:hub-name": "{t}"}}' if t else "{}" for _, _, t in rows])
+    columns = {
+        "ProviderName": ["AWS"] * n, "BillingAccountId": ["999900000000"] * n, "SubAccountId": [r[0] for r in rows],
+        "BillingPeriodStart": pa.array([ts] * n, pa.timestamp("us", "UTC")), "ChargeCategory": ["Usage"] * n,
+        "ServiceName": ["EC2"] * n, "ServiceCategory": ["Compute"] * n,
+        "BilledCost": pa.array([r[1] for r in rows], cost_type), "BillingCurrency": ["USD"] * n,
+        "Tags": pa.array(tags, pa.map_(pa.string(), pa.string())) if tags_map else tags,
+    }
+    if estimated is not None:
+        columns["x_Estimated"] = [estimated] * n
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+
+
+def _cost_by_line(ingested):
+    lines = {}
+    for g in ingested.groups:
+        key = (g.sub_account, g.tags[0])
+        lines[key] = lines.get(key, D(0)) + g.cost
+    return lines
+
+
+def test_a_glob_mixing_decimal_and_float_cost_columns_is_summed_exactly(tmp_path):
+    shared, dedicated = "111100000000", "222200000000"
+    _focus_parquet(tmp_path / "pq" / "a.parquet", [(shared, 0.1, "alpha"), (shared, 1.01, "beta"),
+                                                   (dedicated, 0.335, "prod")], pa.float64(), tags_map=True)
+    _focus_parquet(tmp_path / "pq" / "b.parquet", [(shared, D("0.2"), "alpha"), (shared, D("1.00"), None),
+                                                   (dedicated, D("0.123456789012345678"), "prod")],
+                   pa.decimal128(38, 18))
+    _focus_parquet(tmp_path / "pq" / "c.parquet", [(dedicated, D("0.335"), "prod"), (shared, D("0.01"), "beta")],
+                   pa.decimal128(12, 3))
+    _focus_parquet(tmp_path / "pq" / "d.parquet", [(shared, 0.335, None)], pa.float32())
+    org = parse_organization(small_org_data("pq/*.parquet"), "o.yaml", tmp_path)
+    got = ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    assert _cost_by_line(got) == {
+        (shared, "alpha"): D("0.3"),                               # 0.1 (DOUBLE) + 0.2 (DECIMAL)
+        (shared, "beta"): D("1.02"),                               # 1.01 (DOUBLE) + 0.01 (DECIMAL(12,3))
+        (shared, None): D("1.335"),                                # 1.00 (DECIMAL) + 0.335 (FLOAT)
+        (dedicated, "prod"): D("0.793456789012345678"),            # 0.335 + 0.123456789012345678 + 0.335
+    }
+    # Identical groups from different files are merged into one, rows and all.
+    alpha = [g for g in got.groups if g.tags == ("alpha",)]
+    assert len(alpha) == 1 and alpha[0].rows == 2
+    assert sum(g.rows for g in got.groups) == 9 and got.sources[0].rows == 9
+
+
+def test_a_float_first_file_does_not_turn_decimal_files_into_floats(tmp_path):
+    _focus_parquet(tmp_path / "pq" / "a.parquet", [("111100000000", 0.1, "alpha")], pa.float64())
+    _focus_parquet(tmp_path / "pq" / "b.parquet", [("111100000000", D("0.123456789012345678"), "alpha")],
+                   pa.decimal128(38, 18))
+    org = parse_organization(small_org_data("pq/*.parquet"), "o.yaml", tmp_path)
+    got = ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    assert [g.cost for g in got.groups] == [D("0.223456789012345678")]
+
+
+def test_estimated_rows_are_seen_in_any_file_of_the_glob(tmp_path):
+    _focus_parquet(tmp_path / "pq" / "a.parquet", [("111100000000", D("1.00"), "alpha")], pa.decimal128(38, 10))
+    _focus_parquet(tmp_path / "pq" / "b.parquet", [("111100000000", D("2.00"), "alpha")], pa.decimal128(38, 10),
+                   estimated=True)
+    org = parse_organization(small_org_data("pq/*.parquet"), "o.yaml", tmp_path)
+    got = ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    assert got.estimated and [g.cost for g in got.groups] == [D("3.00")]
+
+
+def test_csv_files_are_one_scan_and_exact(tmp_path, monkeypatch):
+    import billing.ingest as ingest
+
+    rows = small_focus_rows()
+    write_focus_csv(tmp_path / "focus" / "2022-01-a.csv", rows[:4])
+    write_focus_csv(tmp_path / "focus" / "2022-01-b.csv", rows[4:])
+    # The second file has an x_Estimated column the first lacks.
+    b = tmp_path / "focus" / "2022-01-b.csv"
+    lines = b.read_text().splitlines()
+    b.write_text("\n".join([lines[0] + ",x_Estimated"] + [line + ",false" for line in lines[1:]]) + "\n")
+    scans = []
+    real = ingest._aggregate_scan
+    monkeypatch.setattr(ingest, "_aggregate_scan", lambda con, scan, *a: scans.append(scan) or real(con, scan, *a))
+    got = ingest_month(small_org(tmp_path), JAN, SnapshotStore(tmp_path / "snap"))
+    assert len(scans) == 1 and scans[0].estimated
+    assert sum(g.cost for g in got.groups) == D("582.1800000001") and not got.estimated
+    assert _cost_by_line(got)[("111100000000", "alpha")] == D("100.0000000001")
+
+
+# ---- a cluster whose hub tag no row carries ----------------------------------------------------------------------
+
+SHARED, DEDICATED = "111100000000", "222200000000"
+FIX = "fix hub_tag, or set untagged_ok: true on the cluster if its cost really carries no hub tag"
+
+
+def _owner_rows():
+    """The shared cluster's rows carry 'Owner' and 'team', the dedicated one's the configured 2i2c:hub-name."""
+    return [
+        focus_row(SHARED, "1000.00", tags={"Owner": "alpha", "team": "x"}),
+        focus_row(SHARED, "234.555", tags={"Owner": "beta"}),
+        focus_row(SHARED, "0.005", tags={"team": "y", "2i2c:hub_name": "z"}),
+        focus_row(SHARED, "0.00", tags={"kubernetes.io/created-for": "pvc"}),
+        focus_row(SHARED, "5.00", period="2022-02-01T00:00:00Z", tags={"owner": "alpha"}),  # another month
+        focus_row(DEDICATED, "7.00", tags={"2i2c:hub-name": "prod"}),
+    ]
+
+
+def _org(tmp_path, rows, fmt="csv", **shared):
+    if fmt == "csv":
+        write_focus_csv(tmp_path / "focus" / "2022-01.csv", rows)
+    data = small_org_data(f"focus/*.{fmt}")
+    data["clusters"][0].update(shared)
+    return parse_organization(data, "o.yaml", tmp_path)
+
+
+def test_a_cluster_whose_hub_tag_no_row_carries_stops_the_month(tmp_path):
+    org = _org(tmp_path, _owner_rows(), hub_tag="owner")
+    with pytest.raises(InputError) as err:
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    assert str(err.value) == (
+        "cluster 'shared' has 1,234.56 USD of cost in 2022-01 (FOCUS files 'focus/*.csv') but none of its rows "
+        "carries its hub tag 'owner'; tag keys found on its rows: 'Owner' (differs only in case), 'team', "
+        "'2i2c:hub_name', 'kubernetes.io/created-for'; " + FIX)
+
+
+def test_near_spellings_of_the_hub_tag_come_first(tmp_path):
+    rows = [focus_row(SHARED, "1.00", tags={"a": "1", "b": "2", "2i2c:hubname": "alpha"}),
+            focus_row(SHARED, "1.00", tags={"a": "1", "user:2i2c:Hub-Name": "beta"}),
+            focus_row(DEDICATED, "1.00", tags={"2i2c:hub-name": "prod"})]
+    org = _org(tmp_path, rows, hub_tag="2i2c:hub-namе")  # a Cyrillic 'е' in the configuration
+    with pytest.raises(InputError, match=r"tag keys found on its rows: 'user:2i2c:Hub-Name' \(similar spelling\), "
+                                         r"'2i2c:hubname' \(similar spelling\), 'a', 'b'; fix hub_tag"):
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    org = _org(tmp_path, rows, hub_tag="2I2C:hub-name")
+    with pytest.raises(InputError, match=r"tag keys found on its rows: 'user:2i2c:Hub-Name' \(differs only in case\), "
+                                         r"'2i2c:hubname' \(similar spelling\), 'a', 'b'; fix hub_tag"):
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+
+
+def test_rows_without_any_tag_say_so(tmp_path):
+    rows = [focus_row(SHARED, "2.50"), focus_row(DEDICATED, "1.00", tags={"2i2c:hub-name": "prod"})]
+    with pytest.raises(InputError, match=r"has 2.50 USD of cost in 2022-01 .* tag keys found on its rows: none "
+                                         r"\(its rows carry no tags at all\); fix hub_tag"):
+        ingest_month(_org(tmp_path, rows), JAN, SnapshotStore(tmp_path / "snap"))
+
+
+def test_every_failing_cluster_is_named(tmp_path):
+    rows = [focus_row(SHARED, "2.50", tags={"Owner": "alpha"}), focus_row(DEDICATED, "1.00", tags={"Owner": "prod"})]
+    data = small_org_data()
+    for cluster in data["clusters"]:
+        cluster["hub_tag"] = "owner"
+    write_focus_csv(tmp_path / "focus" / "2022-01.csv", rows)
+    org = parse_organization(data, "o.yaml", tmp_path)
+    with pytest.raises(InputError) as err:
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    lines = str(err.value).splitlines()
+    assert lines[0] == "2022-01 is not finalized: 2 clusters have cost but no row carrying their hub tag"
+    assert lines[1].startswith("  - cluster 'shared' has 2.50 USD of cost") and "'Owner' (differs only" in lines[1]
+    assert lines[2].startswith("  - cluster 'alpha-dedicated' has 1.00 USD of cost")
+
+
+def test_any_value_of_the_hub_tag_counts_even_an_overhead_one(tmp_path):
+    rows = [focus_row(SHARED, "2.50", tags={"2i2c:hub-name": "kube-system"}), focus_row(SHARED, "1.00"),
+            focus_row(DEDICATED, "1.00", tags={"2i2c:hub-name": "prod"})]
+    ingested = ingest_month(_org(tmp_path, rows), JAN, SnapshotStore(tmp_path / "snap"))
+    assert sum(g.cost for g in ingested.groups) == D("4.50")
+
+
+def test_untagged_ok_and_hubs_matched_by_sub_account_need_no_tag(tmp_path):
+    rows = _owner_rows()
+    ingested = ingest_month(_org(tmp_path, rows, hub_tag="owner", untagged_ok=True), JAN,
+                            SnapshotStore(tmp_path / "snap"))
+    assert sum(g.cost for g in ingested.groups) == D("1241.56")
+    data = small_org_data()
+    data["clusters"][0]["hub_tag"] = "owner"
+    data["clusters"][0]["sub_accounts"] = [SHARED, "111100000001"]
+    data["hubs"][0] = {"id": "alpha-shared", "cluster": "shared", "community": "alpha", "sub_account": SHARED}
+    data["hubs"][1] = {"id": "beta-shared", "cluster": "shared", "community": "beta", "sub_account": "111100000001"}
+    org = parse_organization(data, "o.yaml", tmp_path)
+    assert sum(g.cost for g in ingest_month(org, JAN, SnapshotStore(tmp_path / "snap")).groups) == D("1241.56")
+    data["hubs"][1] = {"id": "beta-shared", "cluster": "shared", "community": "beta", "tag_value": "beta"}
+    org = parse_organization(data, "o.yaml", tmp_path)  # one hub still needs the tag
+    with pytest.raises(InputError, match="none of its rows carries its hub tag 'owner'"):
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+
+
+def test_a_cluster_without_cost_in_the_month_needs_no_tag(tmp_path):
+    rows = [focus_row(SHARED, "0.00"), focus_row(DEDICATED, "1.00", tags={"2i2c:hub-name": "prod"})]
+    ingest_month(_org(tmp_path, rows), JAN, SnapshotStore(tmp_path / "snap"))
+
+
+def test_tag_keys_are_listed_from_map_tags_and_mixed_files(tmp_path):
+    _focus_parquet(tmp_path / "focus" / "a.parquet", [(SHARED, 0.1, None), (DEDICATED, 1.0, "prod")], pa.float64(),
+                   tags_map=True)
+    _focus_parquet(tmp_path / "focus" / "b.parquet", [(SHARED, D("0.2"), None)], pa.decimal128(38, 18))
+    org = _org(tmp_path, [], fmt="parquet", hub_tag="2I2C:HUB-NAME")
+    # The shared rows carry no tag; the dedicated one's 2i2c:hub-name (another sub-account) is not listed.
+    with pytest.raises(InputError, match=r"has 0.30 USD of cost .* tag keys found on its rows: none"):
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    _focus_parquet(tmp_path / "focus" / "b.parquet", [(SHARED, D("0.2"), "alpha")], pa.decimal128(38, 18))
+    _focus_parquet(tmp_path / "focus" / "a.parquet", [(SHARED, 0.1, "beta"), (DEDICATED, 1.0, "prod")], pa.float64(),
+                   tags_map=True)
+    with pytest.raises(InputError, match=r"tag keys found on its rows: '2i2c:hub-name' \(differs only in case\); fix"):
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+
+
+def test_a_long_list_of_tag_keys_is_cut_short(tmp_path):
+    tags = {f"key{i:02d}": "v" for i in range(15)}
+    rows = [focus_row(SHARED, "1.00", tags={**tags, "Owner": "alpha"}),
+            focus_row(DEDICATED, "1.00", tags={"2i2c:hub-name": "prod"})]
+    with pytest.raises(InputError, match=r"tag keys found on its rows: 'Owner' \(differs only in case\), 'key00', "
+                                         r"'key01', .*'key10' and 4 more; fix hub_tag"):
+        ingest_month(_org(tmp_path, rows, hub_tag="owner"), JAN, SnapshotStore(tmp_path / "snap"))

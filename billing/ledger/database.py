@@ -74,7 +74,8 @@ def _migration_lock(engine: Engine, connection: Connection):
     if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
         yield
         return
-    with open(f"{database}.lock", "a") as handle:
+    folder, name = os.path.split(os.path.abspath(database))
+    with open(os.path.join(folder, f".{name}.lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from billing.errors import SourceError
 from billing.fileio import atomic_write_bytes  # noqa: F401  (re-exported for connectors)
-from billing.money import to_decimal
+from billing.money import is_iso_currency, to_decimal
 from billing.months import Month
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,9 @@ def records_to_table(rows: Iterable[dict[str, Any]], source: str) -> pa.Table:
         except ValueError:
             raise SourceError(source, f"row {n}: field 'BilledCost' is not a number: {row['BilledCost']!r}") from None
         currency = row["BillingCurrency"]
-        if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha() and currency.isupper()):
-            raise SourceError(source, f"row {n}: field 'BillingCurrency' is not a currency code: {currency!r}")
+        if not is_iso_currency(currency):
+            raise SourceError(source, f"row {n}: field 'BillingCurrency' is not an ISO 4217 currency code: "
+                                      f"{currency!r}")
         if row["ChargeCategory"] not in CHARGE_CATEGORIES:
             raise SourceError(source, f"row {n}: field 'ChargeCategory' is {row['ChargeCategory']!r}; "
                                       f"expected one of {list(CHARGE_CATEGORIES)}")

@@ -63,11 +63,13 @@ class FocusFiles:
 
     def check(self, month: Month) -> CheckResult:
         """Read the month's rows of this cluster's sub-accounts: how many, how much, how many carry the hub tag."""
-        from billing.ingest import aggregate_files  # late: ingest imports this package
+        from billing.ingest import aggregate_files, hub_tag_problem  # late: ingest imports this package
 
+        tag_keys = (self.cluster.hub_tag,)
         try:
             files = self.fetch(month)
-            groups, _ = aggregate_files(files, month, (self.cluster.hub_tag,))
+            groups, _ = aggregate_files(files, month, tag_keys)
+            problem = hub_tag_problem(self.org, self.cluster, month, tag_keys, [(files, groups)])
         except InputError as err:
             return CheckResult(self.cluster.id, "focus", False, str(err))
         mine = [g for g in groups if g.provider == self.cluster.provider and g.sub_account in self.cluster.sub_accounts]
@@ -75,12 +77,13 @@ class FocusFiles:
             return CheckResult(self.cluster.id, "focus", False,
                                f"{len(files.paths)} {files.format} file(s) but no {month} row for sub-account(s) "
                                f"{', '.join(self.cluster.sub_accounts)} of provider {self.cluster.provider}")
+        if problem:  # `billing run` refuses the month for the same reason
+            return CheckResult(self.cluster.id, "focus", False, problem)
         rows = sum(g.rows for g in mine)
-        tagged = sum(g.rows for g in mine if g.tags[0] is not None)
+        tagged = sum(g.rows for g in mine if g.tags[0])
         totals = {}
         for g in mine:
             totals[g.currency] = totals.get(g.currency, 0) + g.cost
         money = ", ".join(f"{t:,.2f} {c}" for c, t in sorted(totals.items()))  # display only
-        warnings = () if tagged else (f"no row carries the hub tag {self.cluster.hub_tag!r}",)
         return CheckResult(self.cluster.id, "focus", True,
-                           f"{rows} row(s) for {month}, {money}; {tagged} tagged with {self.cluster.hub_tag}", warnings)
+                           f"{rows} row(s) for {month}, {money}; {tagged} tagged with {self.cluster.hub_tag}")
