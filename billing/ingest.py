@@ -78,6 +78,15 @@ class IngestedMonth:
     groups: tuple[CostGroup, ...]
     sources: tuple[SourceSummary, ...]
     warnings: tuple[str, ...] = ()
+    # Clusters with cost but not one row carrying their hub tag: a preview shows them, a finalization stops.
+    untagged: tuple[str, ...] = ()
+
+    def refuse_untagged(self) -> None:
+        if len(self.untagged) == 1:
+            raise InputError(self.untagged[0])
+        if self.untagged:
+            raise InputError(f"{self.month} is not finalized: {len(self.untagged)} clusters have cost but no row "
+                             "carrying their hub tag", list(self.untagged))
 
     @property
     def estimated(self) -> bool:
@@ -428,9 +437,4 @@ def ingest_month(org: Organization, month: Month, snapshots: SnapshotStore, *, r
                                        fingerprint_files(files) if fingerprint else "", rows,
                                        files.estimated or estimated, tuple(sorted(totals.items()))))
     problems = [p for c in org.clusters if (p := hub_tag_problem(org, c, month, tag_keys, found_by_set, con))]
-    if len(problems) == 1:
-        raise InputError(problems[0])
-    if problems:
-        raise InputError(f"{month} is not finalized: {len(problems)} clusters have cost but no row carrying "
-                         "their hub tag", problems)
-    return IngestedMonth(month, tag_keys, tuple(groups), tuple(summaries), tuple(warnings))
+    return IngestedMonth(month, tag_keys, tuple(groups), tuple(summaries), tuple(warnings), tuple(problems))

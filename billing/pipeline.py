@@ -88,6 +88,8 @@ def fetch_costs(org: Organization, month: Month, opts: RunOptions) -> IngestedMo
         sources = ", ".join(s.source for s in ingested.sources if s.estimated)
         raise InputError(f"{month}: {sources} say the cost is still estimated, so the month is not finalized; "
                          "rerun when the bill is final, preview with --draft, or finalize anyway with --allow-estimated")
+    if not opts.draft:
+        ingested.refuse_untagged()
     return ingested
 
 
@@ -209,7 +211,8 @@ def run_month(org: Organization, month: Month, opts: RunOptions, stage: Stage = 
     attributed, reconciliation = stage(attribute_costs)(org, ingested, usage)
     record, restatement = stage(close_month)(org, month, ingested, attributed, reconciliation, usage, opts)
     unattributed = sum((a.cost for a in attributed if a.allocation == UNATTRIBUTED), ZERO)
-    warnings = list(ingested.warnings)
+    warnings = list(ingested.warnings) + [f"{problem} (this draft splits that cost as the cluster's overhead)"
+                                          for problem in ingested.untagged]
     if unattributed:
         warnings.append(f"{month}: {unattributed.normalize():f} of cost is unattributed; see attribution.csv")
     if restatement is not None:

@@ -84,3 +84,17 @@ def test_untagged_ok_lets_the_cost_be_split_as_overhead(tmp_path, capsys):
     assert run(org_path) == 0
     attribution = (tmp_path / "out" / "2022-01" / "attribution.csv").read_text()
     assert "split evenly: 50.00% of shared overhead" in attribution
+
+
+def test_a_draft_of_a_month_whose_hub_tag_no_row_carries_is_shown_with_the_warning(tmp_path, capsys):
+    rows = small_focus_rows()
+    org_path = setup(tmp_path, rows)
+    data = yaml.safe_load(org_path.read_text())
+    data["clusters"][0]["hub_tag"] = "owner"
+    org_path.write_text(yaml.safe_dump(data))
+    assert main(["run", "--org", str(org_path), "--month", "2022-01", "--out", str(tmp_path / "out"),
+                 "--workers", "1", "--draft"]) == 0
+    out = capsys.readouterr().out
+    assert "none of its rows carries its hub tag 'owner'" in out and "this draft splits that cost" in out
+    assert main(["run", "--org", str(org_path), "--month", "2022-01", "--out", str(tmp_path / "out"),
+                 "--workers", "1"]) == 2

@@ -237,7 +237,7 @@ def _org(tmp_path, rows, fmt="csv", **shared):
 def test_a_cluster_whose_hub_tag_no_row_carries_stops_the_month(tmp_path):
     org = _org(tmp_path, _owner_rows(), hub_tag="owner")
     with pytest.raises(InputError) as err:
-        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap")).refuse_untagged()
     assert str(err.value) == (
         "cluster 'shared' has 1,234.56 USD of cost in 2022-01 (FOCUS files 'focus/*.csv') but none of its rows "
         "carries its hub tag 'owner'; tag keys found on its rows: 'Owner' (differs only in case), 'team', "
@@ -251,18 +251,18 @@ def test_near_spellings_of_the_hub_tag_come_first(tmp_path):
     org = _org(tmp_path, rows, hub_tag="2i2c:hub-namе")  # a Cyrillic 'е' in the configuration
     with pytest.raises(InputError, match=r"tag keys found on its rows: 'user:2i2c:Hub-Name' \(similar spelling\), "
                                          r"'2i2c:hubname' \(similar spelling\), 'a', 'b'; fix hub_tag"):
-        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap")).refuse_untagged()
     org = _org(tmp_path, rows, hub_tag="2I2C:hub-name")
     with pytest.raises(InputError, match=r"tag keys found on its rows: 'user:2i2c:Hub-Name' \(differs only in case\), "
                                          r"'2i2c:hubname' \(similar spelling\), 'a', 'b'; fix hub_tag"):
-        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap")).refuse_untagged()
 
 
 def test_rows_without_any_tag_say_so(tmp_path):
     rows = [focus_row(SHARED, "2.50"), focus_row(DEDICATED, "1.00", tags={"2i2c:hub-name": "prod"})]
     with pytest.raises(InputError, match=r"has 2.50 USD of cost in 2022-01 .* tag keys found on its rows: none "
                                          r"\(its rows carry no tags at all\); fix hub_tag"):
-        ingest_month(_org(tmp_path, rows), JAN, SnapshotStore(tmp_path / "snap"))
+        ingest_month(_org(tmp_path, rows), JAN, SnapshotStore(tmp_path / "snap")).refuse_untagged()
 
 
 def test_every_failing_cluster_is_named(tmp_path):
@@ -273,7 +273,7 @@ def test_every_failing_cluster_is_named(tmp_path):
     write_focus_csv(tmp_path / "focus" / "2022-01.csv", rows)
     org = parse_organization(data, "o.yaml", tmp_path)
     with pytest.raises(InputError) as err:
-        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap")).refuse_untagged()
     lines = str(err.value).splitlines()
     assert lines[0] == "2022-01 is not finalized: 2 clusters have cost but no row carrying their hub tag"
     assert lines[1].startswith("  - cluster 'shared' has 2.50 USD of cost") and "'Owner' (differs only" in lines[1]
@@ -302,7 +302,7 @@ def test_untagged_ok_and_hubs_matched_by_sub_account_need_no_tag(tmp_path):
     data["hubs"][1] = {"id": "beta-shared", "cluster": "shared", "community": "beta", "tag_value": "beta"}
     org = parse_organization(data, "o.yaml", tmp_path)  # one hub still needs the tag
     with pytest.raises(InputError, match="none of its rows carries its hub tag 'owner'"):
-        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap")).refuse_untagged()
 
 
 def test_a_cluster_without_cost_in_the_month_needs_no_tag(tmp_path):
@@ -317,12 +317,12 @@ def test_tag_keys_are_listed_from_map_tags_and_mixed_files(tmp_path):
     org = _org(tmp_path, [], fmt="parquet", hub_tag="2I2C:HUB-NAME")
     # The shared rows carry no tag; the dedicated one's 2i2c:hub-name (another sub-account) is not listed.
     with pytest.raises(InputError, match=r"has 0.30 USD of cost .* tag keys found on its rows: none"):
-        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap")).refuse_untagged()
     _focus_parquet(tmp_path / "focus" / "b.parquet", [(SHARED, D("0.2"), "alpha")], pa.decimal128(38, 18))
     _focus_parquet(tmp_path / "focus" / "a.parquet", [(SHARED, 0.1, "beta"), (DEDICATED, 1.0, "prod")], pa.float64(),
                    tags_map=True)
     with pytest.raises(InputError, match=r"tag keys found on its rows: '2i2c:hub-name' \(differs only in case\); fix"):
-        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap")).refuse_untagged()
 
 
 def test_a_long_list_of_tag_keys_is_cut_short(tmp_path):
@@ -331,4 +331,4 @@ def test_a_long_list_of_tag_keys_is_cut_short(tmp_path):
             focus_row(DEDICATED, "1.00", tags={"2i2c:hub-name": "prod"})]
     with pytest.raises(InputError, match=r"tag keys found on its rows: 'Owner' \(differs only in case\), 'key00', "
                                          r"'key01', .*'key10' and 4 more; fix hub_tag"):
-        ingest_month(_org(tmp_path, rows, hub_tag="owner"), JAN, SnapshotStore(tmp_path / "snap"))
+        ingest_month(_org(tmp_path, rows, hub_tag="owner"), JAN, SnapshotStore(tmp_path / "snap")).refuse_untagged()
