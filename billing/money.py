@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Sequence
 
-from babel.numbers import get_currency_precision, is_currency
+from babel.numbers import format_currency, format_decimal, get_currency_precision, is_currency
 
 # Half-up (ties away from zero), as most invoicing systems do. Symmetric:
 # round(-x) == -round(x), so a subsidy and its funder line always match.
@@ -63,6 +63,20 @@ def is_iso_currency(code: object) -> bool:
 def currency_quantum(currency: str) -> Decimal:
     """The smallest unit of a currency as a Decimal: 0.01 for USD, 1 for JPY."""
     return Decimal(1).scaleb(-get_currency_precision(currency))
+
+
+# Documents are written in US English for now: one place to change it.
+LOCALE = "en_US"
+
+
+def format_money(amount: Decimal, currency: str, locale: str = LOCALE) -> str:
+    """An amount as a document prints it: $3,000.00, €12.50, ¥1,200, with the currency's own decimals."""
+    return format_currency(amount, currency, locale=locale)
+
+
+def format_percent(value: Decimal, locale: str = LOCALE) -> str:
+    """A percentage as people write it: 50%, 12.5% (exactly, without a space before the sign)."""
+    return f"{format_decimal(value.normalize(), locale=locale, decimal_quantization=False)}%"
 
 
 def round_money(amount: Decimal, currency: str) -> Decimal:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Iterable
 
@@ -36,8 +36,16 @@ class Line:
     details: tuple[tuple[str, str], ...] = ()
 
 
+DOCUMENT_TYPES = ("invoice", "credit_note", "statement")
+# draft: no number yet; finalized: in force; credited: cancelled by a credit note and replaced;
+# voided: cancelled by a credit note; replaced: a statement (nothing due) superseded by another document.
+STATUSES = ("draft", "finalized", "credited", "voided", "replaced")
+
+
 @dataclass(frozen=True)
 class Invoice:
+    """A billing document of one party for one service month: an invoice, a credit note or a statement."""
+
     party_kind: str
     party_id: str
     month: str
@@ -51,6 +59,11 @@ class Invoice:
     status: str = "draft"
     number: str | None = None
     notes: tuple[str, ...] = ()
+    document_type: str = "invoice"
+    corrects: str | None = None      # a credit note or a replacement: the number of the document it corrects
+    reason: str | None = None        # why a correction was issued
+    # Related documents at finalization, e.g. {"funder": {"number": ..}} or {"communities": {id: number}}.
+    links: dict = field(default_factory=dict)
 
     @property
     def subtotal(self) -> Decimal:
@@ -62,11 +75,18 @@ class Invoice:
 
     @property
     def content_hash(self) -> str:
-        """What the invoice says (party, currency, lines, total); not when or from which file."""
-        body = {"party": [self.party_kind, self.party_id], "month": self.month, "currency": self.currency,
-                "lines": [[l.section, l.description, _s(l.quantity), l.unit, _s(l.unit_price),
-                           _s(round_money(l.amount, self.currency)), l.hub, l.cluster, l.component] for l in self.lines]}
+        """The money the document states: party, currency, and each line's kind, place, quantity, unit price
+        and rounded amount, in any order. Not its wording, dates or source files: a new version of this
+        software that words a line differently does not make a finalized month look restated."""
+        lines = sorted([l.kind, l.hub or "", l.cluster or "", l.component or "", _s(l.quantity) or "",
+                        _s(l.unit_price) or "", _s(round_money(l.amount, self.currency))] for l in self.lines)
+        body = {"party": [self.party_kind, self.party_id], "currency": self.currency, "lines": lines}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def is_in_force(self) -> bool:
+        """The party's current document for the month (not a draft, not cancelled, not a credit note)."""
+        return self.status == "finalized" and self.document_type != "credit_note"
 
 
 def _s(value: Decimal | None) -> str | None:

@@ -61,7 +61,9 @@ def _to_row(inv: Invoice, now: dt.datetime) -> InvoiceRow:
                      subtotal=inv.subtotal, total=inv.total, content_hash=inv.content_hash,
                      data_fingerprint=inv.data_fingerprint, bill_to=json.dumps(inv.bill_to, sort_keys=True),
                      issuer=json.dumps(inv.issuer, sort_keys=True), notes=json.dumps(list(inv.notes)),
-                     created_at=now, finalized_at=now if inv.status == "finalized" else None)
+                     created_at=now, finalized_at=now if inv.status == "finalized" else None,
+                     document_type=inv.document_type, corrects=inv.corrects, reason=inv.reason,
+                     links=json.dumps(inv.links, sort_keys=True))
     row.lines = [LineRow(position=i, section=l.section, kind=l.kind, description=l.description, quantity=l.quantity,
                          unit=l.unit, unit_price=l.unit_price, amount_exact=l.amount_exact, amount=l.amount,
                          community=l.community, hub=l.hub, cluster=l.cluster, component=l.component,
@@ -75,19 +77,25 @@ def _from_row(row: InvoiceRow) -> Invoice:
                   for l in row.lines)
     return Invoice(row.party_kind, row.party_id, row.month, row.currency, row.issue_date, row.due_date, lines,
                    json.loads(row.bill_to), json.loads(row.issuer), row.data_fingerprint, row.status, row.number,
-                   tuple(json.loads(row.notes)))
+                   tuple(json.loads(row.notes)), row.document_type, row.corrects, row.reason,
+                   json.loads(row.links or "{}"))
 
 
-def _next_number(session: Session, year: int, prefix: str) -> str:
-    """Take the next number of the year; the row lock makes concurrent runs queue, not collide."""
-    seq = session.execute(select(SequenceRow).where(SequenceRow.year == year).with_for_update()).scalar_one_or_none()
+# Each document type numbers from its own gapless series: OHC-2026-0001, OHC-CN-2026-0001, OHC-ST-2026-0001.
+SERIES_CODE = {"invoice": "", "credit_note": "CN-", "statement": "ST-"}
+
+
+def _next_number(session: Session, year: int, prefix: str, series: str = "invoice") -> str:
+    """Take the next number of the series and year; the row lock makes concurrent runs queue, not collide."""
+    seq = session.execute(select(SequenceRow).where(SequenceRow.series == series, SequenceRow.year == year)
+                          .with_for_update()).scalar_one_or_none()
     if seq is None:
-        seq = SequenceRow(year=year, last_number=0)
+        seq = SequenceRow(series=series, year=year, last_number=0)
         session.add(seq)
         session.flush()
     seq.last_number += 1
     session.flush()
-    return f"{prefix}-{year}-{seq.last_number:04d}"
+    return f"{prefix}-{SERIES_CODE[series]}{year}-{seq.last_number:04d}"
 
 
 def describe_change(old: Invoice | None, new: Invoice | None) -> str:

@@ -5,7 +5,7 @@ import datetime as dt
 from decimal import Decimal
 
 from sqlalchemy import (Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Text, TypeDecorator,
-                        UniqueConstraint)
+                        UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -35,6 +35,10 @@ class Base(DeclarativeBase):
     pass
 
 
+# A party's document in force for a month: finalized, and not a credit note.
+IN_FORCE_SQL = "status = 'finalized' AND document_type != 'credit_note'"
+
+
 class InvoiceRow(Base):
     __tablename__ = "invoices"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -55,12 +59,17 @@ class InvoiceRow(Base):
     notes: Mapped[str] = mapped_column(Text, default="[]")       # JSON list of strings
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     finalized_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    document_type: Mapped[str] = mapped_column(String(16), default="invoice", server_default="invoice")
+    corrects: Mapped[str | None] = mapped_column(String(32))     # number of the document it corrects
+    reason: Mapped[str | None] = mapped_column(Text)
+    links: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")   # JSON: related documents
     lines: Mapped[list["LineRow"]] = relationship(order_by="LineRow.position", cascade="all, delete-orphan")
 
     __table_args__ = (
-        # One finalized invoice per party and month, whatever happens.
-        Index("one_finalized_per_party_month", "party_kind", "party_id", "month", unique=True,
-              sqlite_where=(status == "finalized"), postgresql_where=(status == "finalized")),
+        # One document in force per party and month, whatever happens (credit notes and
+        # cancelled documents stay beside it).
+        Index("one_in_force_per_party_month", "party_kind", "party_id", "month", unique=True,
+              sqlite_where=text(IN_FORCE_SQL), postgresql_where=text(IN_FORCE_SQL)),
     )
 
 
@@ -95,9 +104,41 @@ class InputManifestRow(Base):
 
 
 class SequenceRow(Base):
+    """The last number taken in each gapless series (invoices, credit notes, statements) and year."""
+
     __tablename__ = "invoice_sequences"
-    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series: Mapped[str] = mapped_column(String(16), primary_key=True, default="invoice", server_default="invoice")
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_number: Mapped[int] = mapped_column(Integer)
+
+
+class EventRow(Base):
+    """A state change of a document: finalized, credited, replaced, voided, adjusted, sent, paid."""
+
+    __tablename__ = "document_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(32), index=True)
+    event: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")   # JSON
+
+
+class AdjustmentRow(Base):
+    """A correction carried to a party's next invoice as prior-period adjustment lines."""
+
+    __tablename__ = "pending_adjustments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    party_kind: Mapped[str] = mapped_column(String(16))
+    party_id: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    corrects: Mapped[str] = mapped_column(String(32))            # the number of the document it corrects
+    service_month: Mapped[str] = mapped_column(String(7))        # the month that document is for
+    lines: Mapped[str] = mapped_column(Text)                     # JSON: the lines to add
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    applied_to: Mapped[str | None] = mapped_column(String(32), index=True)   # number of the invoice carrying it
 
 
 class EvidenceRow(Base):
@@ -116,6 +157,8 @@ class EvidenceRow(Base):
     data_fingerprint: Mapped[str] = mapped_column(String(64))
     evidence_hash: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)                   # JSON: attribution, reconciliation, sources
+    # JSON {party: content hash or "voided"}: what the month's documents now say, after corrections.
+    expected: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (UniqueConstraint("month", "version", name="one_evidence_per_month_version"),)
