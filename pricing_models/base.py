@@ -23,8 +23,10 @@ from billing.months import Month
 # Invoice sections by charge kind, in the order they appear on an invoice.
 SECTIONS = {"fee": "Service fees", "uplift": "Service fees", "usage": "Service fees",
             "cloud": "Cloud costs", "markup": "Cloud costs", "cap": "Adjustments", "discount": "Adjustments",
-            "subsidy": "Subsidies"}
+            "subsidy": "Subsidies", "adjustment": "Prior-period adjustments"}
 KINDS = tuple(SECTIONS)
+# Kinds that only the ledger writes (corrections of an earlier invoice), never a pricing model.
+LEDGER_KINDS = frozenset({"adjustment"})
 # What a subsidy or discount can apply to: the charge kinds in each scope (None: every charge so far).
 SCOPES = {"all": None, "fees": frozenset({"fee", "uplift", "usage"}), "cloud": frozenset({"cloud", "markup"})}
 
