@@ -6,6 +6,7 @@ raises `ConfigError` listing every problem with file, path and value.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import unicodedata
@@ -138,7 +139,17 @@ class Community(Frozen):
 # ---- cost sources: where a cluster's spend comes from -------------------------
 
 
-class FocusFilesSource(Frozen):
+# Days after a month ends before it is finalized, so late cloud data (credits, refunds) lands first.
+CloseAfterDays = Annotated[int, Field(ge=0, le=90, strict=True)]
+
+
+class SourceBase(Frozen):
+    """What every cost source may say: how long its cloud keeps restating a month after it ends."""
+
+    close_after_days: CloseAfterDays | None = None
+
+
+class FocusFilesSource(SourceBase):
     """FOCUS files as the clouds export them: CSV, CSV.gz or Parquet (glob allowed)."""
 
     type: Literal["focus"]
@@ -146,7 +157,7 @@ class FocusFilesSource(Frozen):
     cost_column: Literal["BilledCost", "EffectiveCost"] = "BilledCost"
 
 
-class GcpBigQuerySource(Frozen):
+class GcpBigQuerySource(SourceBase):
     """The BigQuery billing export (standard or detailed table)."""
 
     type: Literal["gcp_bigquery"]
@@ -154,7 +165,7 @@ class GcpBigQuerySource(Frozen):
     location: str | None = None
 
 
-class AwsCostExplorerSource(Frozen):
+class AwsCostExplorerSource(SourceBase):
     """Cost Explorer get_cost_and_usage, grouped by the hub tag and service."""
 
     type: Literal["aws_cost_explorer"]
@@ -162,7 +173,7 @@ class AwsCostExplorerSource(Frozen):
     region: Text = "us-east-1"
 
 
-class AwsFocusS3Source(Frozen):
+class AwsFocusS3Source(SourceBase):
     """The FOCUS export that AWS Data Exports writes to S3 (Manifest.json + data files)."""
 
     type: Literal["aws_focus_s3"]
@@ -171,7 +182,7 @@ class AwsFocusS3Source(Frozen):
     region: Text = "us-east-1"
 
 
-class AzureCostManagementSource(Frozen):
+class AzureCostManagementSource(SourceBase):
     """Cost Management query (ActualCost, daily, grouped by hub tag and service)."""
 
     type: Literal["azure_cost_management"]
@@ -293,6 +304,10 @@ class Organization(Frozen):
     pricing_plans: tuple[PricingPlan, ...]
     usage: UsageData = UsageData()
     exchange_rates: tuple[ExchangeRate, ...] = ()
+    # A month is finalized only this many days after it ends (a source may say more); earlier runs give drafts.
+    close_after_days: CloseAfterDays = 5
+    # A community's month that totals 0.00 (fully grant-funded) gets a statement that nothing is due, or no document.
+    zero_total_document: Literal["statement", "none"] = "statement"
     # The folder the configuration was read from; relative paths resolve against it.
     # Cross-references are checked by `parse_organization` (each problem on its own line).
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -324,6 +339,12 @@ class Organization(Frozen):
             if r.month == month and r.source == source and r.target == target:
                 return r.rate
         return None
+
+    def closing_day(self, month: Month) -> dt.date:
+        """The day a month closes: it ends, then every source's close_after_days (the longest) passes."""
+        days = max([self.close_after_days] + [c.source.close_after_days for c in self.clusters
+                                              if c.source.close_after_days is not None])
+        return month.end + dt.timedelta(days=days)
 
     def is_active(self, community: Community, month: str) -> bool:
         return (community.active_from or "0000-00") <= month <= (community.active_until or "9999-99")

@@ -49,4 +49,6 @@ class FinalizedInvoiceChanged(BillingError):
             text += ("\nWhat changed (exact amounts):\n" + "\n".join(f"  - {d}" for d in self.details)
                      + f"\nThe finalized files are kept; the new figures are in {month}/attribution.restated.csv "
                      "and reconciliation.restated.csv.")
+        text += (f"\nTo correct the documents (a credit note and a new invoice for each party that changed): "
+                 f"billing amend --month {month} --reason '...' [--policy reissue|next-invoice]")
         super().__init__(text)

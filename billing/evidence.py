@@ -140,14 +140,13 @@ def _signed(value: Decimal) -> str:
     return ("+" if value >= 0 else "") + _exact(value)
 
 
-def _exact_totals(invoices) -> dict[tuple[str, str], tuple[str, str, Decimal]]:
-    return {(i.party_kind, i.party_id): (i.number or "-", i.currency, sum((l.amount_exact for l in i.lines), ZERO))
-            for i in invoices}
-
-
-def compare(month: str, stored: MonthEvidence | None, now: MonthEvidence, finalized: list, recomputed: list,
+def compare(month: str, stored: MonthEvidence | None, now: MonthEvidence,
+            then_parties: dict[tuple[str, str], tuple[str, str, Decimal]], recomputed: list,
             invoice_changes: list[str]) -> Restatement:
-    """Which sources changed and by how much, and each billed party's exact charges then and now."""
+    """Which sources changed and by how much, and each billed party's exact charges then and now.
+
+    `then_parties`: (party kind, id) -> (document number, currency, exact total) as the month's documents say.
+    """
     result = Restatement(month, invoice_changes=list(invoice_changes), baseline_known=stored is not None)
     if stored is not None and stored.to_json() != now.to_json():
         then_sources = {(s.source, s.currency): s.total for s in stored.sources}
@@ -156,10 +155,11 @@ def compare(month: str, stored: MonthEvidence | None, now: MonthEvidence, finali
             a, b = then_sources.get(key, ZERO), now_sources.get(key, ZERO)
             if a != b:
                 result.sources.append((key[0], key[1], a, b))
-    then_parties, now_parties = _exact_totals(finalized), _exact_totals(recomputed)
+    now_parties = {(i.party_kind, i.party_id): (i.currency, sum((l.amount_exact for l in i.lines), ZERO))
+                   for i in recomputed}
     for party in sorted(set(then_parties) | set(now_parties)):
         number, currency, a = then_parties.get(party, ("-", "", ZERO))
-        _, currency_now, b = now_parties.get(party, ("-", currency, ZERO))
+        currency_now, b = now_parties.get(party, (currency, ZERO))
         if a != b:
             result.parties.append((f"{party[0]} {party[1]}", number, currency or currency_now, a, b))
     return result

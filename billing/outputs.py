@@ -13,6 +13,7 @@ from billing.evidence import AttributionLine
 from billing.ledger import Invoice
 from billing.money import ZERO
 from billing.fileio import atomic_write_bytes
+from pricing_models.base import REPORT_GROUPS
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -45,20 +46,28 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
 
 
-def write_invoices_csv(path: Path, invoices: list[Invoice], pdf_names: dict[tuple[str, str], str]) -> None:
-    header = ["invoice_number", "status", "bill_to", "bill_to_kind", "bill_to_name", "month", "currency",
-              "issue_date", "due_date", "fees", "cloud", "subsidies", "adjustments", "subtotal", "total",
-              "pdf", "data_fingerprint"]
+def amounts_by_group(lines) -> dict[str, Decimal]:
+    """A document's rounded amounts summed by report group (fees, cloud, markup, subsidies, adjustments)."""
+    sums: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for line in lines:
+        sums[REPORT_GROUPS[line.kind]] += line.amount
+    return sums
+
+
+def write_invoices_csv(path: Path, documents: list[Invoice], pdf_names: dict) -> None:
+    """A row per document of the service month: invoices, credit notes (negative), statements."""
+    header = ["invoice_number", "document_type", "corrects", "status", "bill_to", "bill_to_kind", "bill_to_name",
+              "month", "currency", "issue_date", "due_date", "fees", "cloud", "markup", "subsidies", "adjustments",
+              "subtotal", "total", "pdf", "data_fingerprint"]
     rows = []
-    for inv in invoices:
-        by_kind = defaultdict(lambda: ZERO)
-        for line in inv.lines:
-            by_kind[line.kind] += line.amount
-        rows.append([inv.number or "", inv.status, inv.party_id, inv.party_kind, inv.bill_to.get("display_name", ""),
-                     inv.month, inv.currency, inv.issue_date.isoformat(), inv.due_date.isoformat(),
-                     by_kind["fee"] + by_kind["uplift"] + by_kind["usage"], by_kind["cloud"] + by_kind["markup"],
-                     by_kind["subsidy"], by_kind["cap"] + by_kind["discount"], inv.subtotal, inv.total,
-                     pdf_names.get((inv.party_kind, inv.party_id), ""), inv.data_fingerprint])
+    for doc in documents:
+        sums = amounts_by_group(doc.lines)
+        pdf = pdf_names.get(doc.number or (doc.party_kind, doc.party_id), "")
+        rows.append([doc.number or "", doc.document_type, doc.corrects or "", doc.status, doc.party_id,
+                     doc.party_kind, doc.bill_to.get("display_name", ""), doc.month, doc.currency,
+                     doc.issue_date.isoformat(), doc.due_date.isoformat(), sums["fees"], sums["cloud"],
+                     sums["markup"], sums["subsidies"], sums["adjustments"], doc.subtotal, doc.total, pdf,
+                     doc.data_fingerprint])
     write_csv(path, header, rows)
 
 

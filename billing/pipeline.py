@@ -6,8 +6,9 @@ and the scheduled flow run exactly the same steps.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Callable
@@ -15,21 +16,16 @@ from typing import Callable
 from billing import ledger as ledger_mod
 from billing.attribution import UNATTRIBUTED, AttributedCost, ReconciliationRow, attribute, reconcile
 from billing.config import Organization
-from billing.documents import document_for
+from billing.closing import CloseOptions, amend_month, close_month, void_document
 from billing.errors import FinalizedInvoiceChanged, InputError, SourceError
-from billing.evidence import MonthEvidence, Restatement, compare, evidence_of
-from billing.fileio import StagedFiles
 from billing.ingest import IngestedMonth, ingest_month
-from billing.ledger import Evidence, Invoice, MonthRecord
+from billing.ledger import Correction, Invoice, today_utc
 from billing.money import ZERO
 from billing.months import Month
-from billing.outputs import write_attribution_csv, write_invoices_csv, write_reconciliation_csv
-from billing.pricing import price_month
 from billing.reports import revenue_rows, write_revenue_csv, write_revenue_plot
 from billing.sources import SnapshotStore
 from billing.sources.base import month_is_open
 from billing.usage import MonthUsage, load_usage
-from invoices import RenderError, render_many
 
 log = logging.getLogger(__name__)
 Stage = Callable[[Callable], Callable]
@@ -43,6 +39,10 @@ class RunOptions:
     allow_estimated: bool = False    # finalize even if a source says figures are not final
     ledger_url: str | None = None
     workers: int | None = None       # processes rendering PDFs
+    issue_date: dt.date | None = None    # the date new documents are issued (default: today)
+    issue_on_closing_day: bool = False   # ... or the day each month closed (backfilling history)
+    today: dt.date | None = None         # "today", for tests (default: the date in UTC)
+    actor: str | None = None             # who does it, for the event log (default: the OS user)
 
     @property
     def snapshots(self) -> SnapshotStore:
@@ -58,6 +58,7 @@ class MonthResult:
     reconciliation: list[ReconciliationRow]
     unattributed: Decimal
     warnings: list[str] = field(default_factory=list)
+    draft: bool = False
 
 
 # A month failing for one of these is reported and skipped; a backfill goes on with the next month.
@@ -79,16 +80,17 @@ def _identity(fn: Callable) -> Callable:
 # ---- stages (plain functions, each testable alone) ------------------------------------
 
 
-def fetch_costs(org: Organization, month: Month, opts: RunOptions) -> IngestedMonth:
-    if month_is_open(month) and not opts.draft and not opts.allow_estimated:
+def fetch_costs(org: Organization, month: Month, opts: RunOptions, draft: bool) -> IngestedMonth:
+    """The month's cost from every source; a finalization refuses estimated figures and untagged clusters."""
+    if month_is_open(month, opts.today) and not draft and not opts.allow_estimated:
         raise InputError(f"{month} has not ended yet, so its cost is incomplete and its invoices are not finalized; "
                          "preview it with --draft, or finalize anyway with --allow-estimated")
     ingested = ingest_month(org, month, opts.snapshots, refresh=opts.refresh)
-    if ingested.estimated and not opts.draft and not opts.allow_estimated:
+    if ingested.estimated and not draft and not opts.allow_estimated:
         sources = ", ".join(s.source for s in ingested.sources if s.estimated)
         raise InputError(f"{month}: {sources} say the cost is still estimated, so the month is not finalized; "
                          "rerun when the bill is final, preview with --draft, or finalize anyway with --allow-estimated")
-    if not opts.draft:
+    if not draft:
         ingested.refuse_untagged()
     return ingested
 
@@ -99,120 +101,57 @@ def attribute_costs(org: Organization, ingested: IngestedMonth,
     return attributed, reconcile(ingested, attributed)
 
 
-def pdf_name(invoice: Invoice) -> str:
-    return f"{invoice.number}.pdf" if invoice.number else f"DRAFT-{invoice.party_kind}-{invoice.party_id}.pdf"
-
-
-RESTATED = {"attribution.csv": "attribution.restated.csv", "reconciliation.csv": "reconciliation.restated.csv"}
-
-
-def close_month(org: Organization, month: Month, ingested: IngestedMonth, attributed: list[AttributedCost],
-                reconciliation: list[ReconciliationRow], usage: MonthUsage,
-                opts: RunOptions) -> tuple[MonthRecord, Restatement | None]:
-    """Price the month, then finalize it (or keep drafts) and produce every document before committing.
-
-    Inside the ledger transaction that holds the new invoice numbers, every
-    PDF and the month's CSVs are rendered to a staging folder; only when all
-    of them exist is the transaction committed and the files moved into
-    place. If anything fails, nothing is committed and no number is taken.
-    A month already finalized keeps its documents and supporting files; if
-    its data changed since, the new figures go beside them (`*.restated.csv`).
-    """
-    charges = price_month(org, month, attributed, usage)
-    invoices = ledger_mod.build_invoices(org, month, charges, ingested.fingerprint)
-    evidence = evidence_of(ingested, attributed, reconciliation)
+def write_revenue_report(org: Organization, opts: RunOptions, basis: str = "issued") -> list:
+    """revenue.csv (by the month documents were issued), revenue-by-service-month.csv, and the plot of
+    monthly revenue on `basis`; returns the rows plotted."""
     engine = ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
     try:
-        restatement = check_restatement(engine, month, invoices, evidence, opts)
-        inputs = [{"source": s.source, "clusters": list(s.clusters), "paths": list(s.paths),
-                   "fingerprint": s.fingerprint, "rows": s.rows, "estimated": s.estimated} for s in ingested.sources]
-        staged = StagedFiles(opts.out_dir, str(month))
-        try:
-            with ledger_mod.recording_month(engine, org, month, invoices, finalize=not opts.draft, inputs=inputs,
-                                            evidence=Evidence(evidence.digest, evidence.to_json())) as record:
-                try:
-                    stage_month_files(staged, record, evidence, opts)
-                except RenderError as err:
-                    raise RenderError(f"{month}: the documents could not be produced, so nothing was finalized "
-                                      f"and no number was taken: {err}") from err
-            staged.publish()
-        finally:
-            staged.discard()
+        documents = ledger_mod.all_finalized(engine)
     finally:
         engine.dispose()
-    if not opts.draft:
-        for stale in (opts.out_dir / str(month) / "invoices").glob("DRAFT-*.pdf"):
-            stale.unlink()
-    return record, restatement
-
-
-def check_restatement(engine, month: Month, invoices: list[Invoice], evidence: MonthEvidence,
-                      opts: RunOptions) -> Restatement | None:
-    """For a finalized month: how today's data differs from the data it was invoiced from.
-
-    New figures are written beside the finalized month's files (never over
-    them); if any invoice would change, the run stops here with the changes.
-    """
-    finalized, stored = ledger_mod.finalized_month(engine, str(month))
-    if not finalized:
-        return None
-    restatement = compare(str(month), MonthEvidence.from_json(stored.body) if stored else None, evidence, finalized,
-                          invoices, ledger_mod.invoice_changes(finalized, invoices))
-    folder = opts.out_dir / str(month)
-    if restatement.data_changed:
-        write_attribution_csv(folder / RESTATED["attribution.csv"], evidence.attribution)
-        write_reconciliation_csv(folder / RESTATED["reconciliation.csv"], evidence.reconciliation)
-    elif not restatement.data_changed:
-        for name in RESTATED.values():
-            (folder / name).unlink(missing_ok=True)
-    if restatement.invoice_changes:
-        raise FinalizedInvoiceChanged(str(month), restatement.invoice_changes, restatement.describe())
-    return restatement if restatement.data_changed else None
-
-
-def stage_month_files(staged: StagedFiles, record: MonthRecord, evidence: MonthEvidence, opts: RunOptions) -> None:
-    """Every document of the month into the staging folder: PDFs not yet rendered, invoices.csv, and the
-    supporting files (for a finalized month: those of the data it was invoiced from, when known)."""
-    folder = opts.out_dir / record.month
-    jobs, names = [], {}
-    for inv in record.invoices:
-        final = folder / "invoices" / pdf_name(inv)
-        names[(inv.party_kind, inv.party_id)] = str(final.relative_to(opts.out_dir))
-        if inv.status == "draft" or not final.exists():
-            jobs.append((document_for(inv), staged.path(final)))
-    render_many(jobs, workers=opts.workers)
-    write_invoices_csv(staged.path(folder / "invoices.csv"), record.invoices, names)
-    if record.evidence is not None:
-        evidence = MonthEvidence.from_json(record.evidence.body)
-    elif any(inv.status == "finalized" for inv in record.invoices):
-        return  # finalized by an earlier version from data that has since changed: keep the files it wrote
-    write_attribution_csv(staged.path(folder / "attribution.csv"), evidence.attribution)
-    write_reconciliation_csv(staged.path(folder / "reconciliation.csv"), evidence.reconciliation)
-
-
-def write_revenue_report(org: Organization, opts: RunOptions) -> list:
-    engine = ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
-    try:
-        rows = revenue_rows(ledger_mod.all_finalized(engine))
-    finally:
-        engine.dispose()
-    write_revenue_csv(opts.out_dir / "revenue.csv", rows)
-    write_revenue_plot(opts.out_dir / "revenue.png", rows, org.name)
+    by_issue, by_service = revenue_rows(documents, "issued"), revenue_rows(documents, "service")
+    write_revenue_csv(opts.out_dir / "revenue.csv", by_issue)
+    write_revenue_csv(opts.out_dir / "revenue-by-service-month.csv", by_service)
+    rows = by_issue if basis == "issued" else by_service
+    write_revenue_plot(opts.out_dir / "revenue.png", rows, org.name, basis)
     return rows
 
 
 # ---- the wiring -----------------------------------------------------------------------
 
 
+def close_options(org: Organization, month: Month, opts: RunOptions) -> tuple[CloseOptions, list[str]]:
+    """What closing this month needs: a month that has not closed yet gives drafts, and says when it closes."""
+    today = opts.today or today_utc()
+    closes = org.closing_day(month)
+    draft, notes = opts.draft, []
+    if today < closes and not opts.draft and not opts.allow_estimated:
+        draft = True
+        notes.append(f"{month} closes on {closes} ({(closes - month.end).days} days after it ends, so late cloud "
+                     "data lands first); until then its invoices are drafts (finalize anyway with "
+                     "--allow-estimated)")
+    if opts.issue_date is not None:
+        issue = opts.issue_date
+    elif opts.issue_on_closing_day:
+        issue = closes
+    else:
+        issue = today
+    if not draft and issue < month.end:
+        raise InputError(f"--issue-date: {issue} is before {month} ends; an invoice is issued after its period")
+    return CloseOptions(opts.out_dir, opts.ledger_url, opts.workers, draft, issue, opts.actor), notes
+
+
 def run_month(org: Organization, month: Month, opts: RunOptions, stage: Stage = _identity) -> MonthResult:
     """Ingest, attribute, price, then finalize with every document rendered before the commit."""
-    ingested = stage(fetch_costs)(org, month, opts)
+    closing, notes = close_options(org, month, opts)
+    ingested = stage(fetch_costs)(org, month, opts, closing.draft)
     usage = stage(load_usage)(org, month)
     attributed, reconciliation = stage(attribute_costs)(org, ingested, usage)
-    record, restatement = stage(close_month)(org, month, ingested, attributed, reconciliation, usage, opts)
+    closed = stage(close_month)(org, month, ingested, attributed, reconciliation, usage, closing)
+    record, restatement = closed.record, closed.restatement
     unattributed = sum((a.cost for a in attributed if a.allocation == UNATTRIBUTED), ZERO)
-    warnings = list(ingested.warnings) + [f"{problem} (this draft splits that cost as the cluster's overhead)"
-                                          for problem in ingested.untagged]
+    warnings = notes + list(ingested.warnings) + closed.warnings + [
+        f"{problem} (this draft splits that cost as the cluster's overhead)" for problem in ingested.untagged]
     if unattributed:
         warnings.append(f"{month}: {unattributed.normalize():f} of cost is unattributed; see attribution.csv")
     if restatement is not None:
@@ -221,4 +160,30 @@ def run_month(org: Organization, month: Month, opts: RunOptions, stage: Stage = 
                         f"{month}/attribution.restated.csv and reconciliation.restated.csv:")
         warnings += [f"  {line}" for line in restatement.describe()]
     return MonthResult(str(month), record.invoices, record.created, record.unchanged, reconciliation, unattributed,
-                       warnings)
+                       warnings, draft=closing.draft)
+
+
+@dataclass
+class AmendResult:
+    month: str
+    correction: Correction
+    warnings: list[str] = field(default_factory=list)
+
+
+def amend(org: Organization, month: Month, opts: RunOptions, *, reason: str, policy: str = "reissue",
+          stage: Stage = _identity) -> AmendResult:
+    """Recompute a finalized month from its data today and correct its documents (credit notes and
+    replacements, or adjustments on the next invoice)."""
+    closing, notes = close_options(org, month, replace(opts, draft=False, allow_estimated=True))
+    ingested = stage(fetch_costs)(org, month, opts, False)
+    usage = stage(load_usage)(org, month)
+    attributed, reconciliation = stage(attribute_costs)(org, ingested, usage)
+    closed = stage(amend_month)(org, month, ingested, attributed, reconciliation, usage, closing, reason=reason,
+                                policy=policy)
+    return AmendResult(str(month), closed.record, notes + closed.warnings)
+
+
+def void(org: Organization, number: str, opts: RunOptions, *, reason: str) -> Correction:
+    today = opts.today or today_utc()
+    closing = CloseOptions(opts.out_dir, opts.ledger_url, opts.workers, False, opts.issue_date or today, opts.actor)
+    return void_document(org, number, closing, reason=reason)

@@ -11,18 +11,19 @@ from billing.ledger import Invoice
 from billing.money import ZERO
 from billing.outputs import write_csv
 from billing.fileio import atomic_write_bytes
+from pricing_models.base import REPORT_GROUPS
 
-FEE_KINDS = {"fee", "uplift", "usage"}
-CLOUD_KINDS = {"cloud", "markup"}
+BASES = ("issued", "service")
 
 
 @dataclass
 class RevenueRow:
-    month: str
+    month: str                         # the month documents were issued in (or the service month they concern)
     community: str
     currency: str
     fees: Decimal = ZERO
-    cloud: Decimal = ZERO
+    cloud: Decimal = ZERO              # cloud cost passed through at cost
+    markup: Decimal = ZERO             # margin on cloud cost: revenue, not pass-through
     adjustments: Decimal = ZERO
     subsidies: Decimal = ZERO          # negative: what funders took over from the community
     grant_funded: Decimal = ZERO       # billed to funders for this community
@@ -33,39 +34,40 @@ class RevenueRow:
         return self.grant_funded + self.non_grant
 
 
-def revenue_rows(invoices: list[Invoice]) -> list[RevenueRow]:
-    """Finalized invoices summed by month and community; funder lines count for the community they cover."""
+def revenue_rows(documents: list[Invoice], basis: str = "issued") -> list[RevenueRow]:
+    """Finalized documents summed by month and community; funder lines count for the community they cover.
+
+    Every finalized document counts, credit notes negatively: by default in
+    the month it was issued (an original in its month, its credit note and
+    replacement in theirs), or, with basis "service", in the service month
+    it concerns.
+    """
     rows: dict[tuple[str, str, str], RevenueRow] = {}
-    for inv in invoices:
-        if inv.status != "finalized":
+    for doc in documents:
+        if doc.status == "draft":
             continue
-        for line in inv.lines:
-            community = line.community or inv.party_id
-            key = (inv.month, community, inv.currency)
+        month = doc.issue_date.strftime("%Y-%m") if basis == "issued" else doc.month
+        for line in doc.lines:
+            community = line.community or doc.party_id
+            key = (month, community, doc.currency)
             row = rows.setdefault(key, RevenueRow(*key))
-            if inv.party_kind == "funder":
+            if doc.party_kind == "funder":
                 row.grant_funded += line.amount
                 continue
             row.non_grant += line.amount
-            if line.kind in FEE_KINDS:
-                row.fees += line.amount
-            elif line.kind in CLOUD_KINDS:
-                row.cloud += line.amount
-            elif line.kind == "subsidy":
-                row.subsidies += line.amount
-            else:
-                row.adjustments += line.amount
+            group = REPORT_GROUPS[line.kind]
+            setattr(row, group, getattr(row, group) + line.amount)
     return [rows[k] for k in sorted(rows)]
 
 
 def write_revenue_csv(path: Path, rows: list[RevenueRow]) -> None:
-    header = ["month", "community", "currency", "fees", "cloud_passthrough", "adjustments", "subsidies",
+    header = ["month", "community", "currency", "fees", "cloud_passthrough", "markup", "adjustments", "subsidies",
               "grant_funded", "non_grant", "total"]
-    write_csv(path, header, ([r.month, r.community, r.currency, r.fees, r.cloud, r.adjustments, r.subsidies,
-                              r.grant_funded, r.non_grant, r.total] for r in rows))
+    write_csv(path, header, ([r.month, r.community, r.currency, r.fees, r.cloud, r.markup, r.adjustments,
+                              r.subsidies, r.grant_funded, r.non_grant, r.total] for r in rows))
 
 
-def write_revenue_plot(path: Path, rows: list[RevenueRow], org_name: str) -> None:
+def write_revenue_plot(path: Path, rows: list[RevenueRow], org_name: str, basis: str = "issued") -> None:
     """Bars of monthly non-grant revenue (per currency), with grant-funded revenue stacked above."""
     import matplotlib
 
@@ -92,7 +94,8 @@ def write_revenue_plot(path: Path, rows: list[RevenueRow], org_name: str) -> Non
             ax.annotate(f"{value:,.0f}", (x, value), ha="center", va="bottom", fontsize=8, xytext=(0, 2),
                         textcoords="offset points")
         # "$" would start matplotlib's math text in a name such as "Data $cience".
-        ax.set_title(f"{org_name}: monthly non-grant revenue ({currency})".replace("$", r"\$"))
+        by = "by month issued" if basis == "issued" else "by service month"
+        ax.set_title(f"{org_name}: monthly non-grant revenue ({currency}, {by})".replace("$", r"\$"))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.set_ylabel(currency)
         ax.tick_params(axis="x", labelrotation=45)

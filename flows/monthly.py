@@ -10,6 +10,7 @@ and `monthly_invoicing.serve(cron="0 6 3 * *")` (see README).
 """
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from billing.config import default_organization_path, load_organization
 from billing.errors import SourceError
 from billing.months import Month, month_range
-from billing.pipeline import MONTH_FAILURES, RunOptions, month_failure, run_month, write_revenue_report
+from billing.pipeline import MONTH_FAILURES, RunOptions, amend, month_failure, run_month, write_revenue_report
 
 RETRIED_STAGES = {"fetch_costs": 3}
 # Called in-process after each month of a backfill with (month, MonthResult or None, failure message or None);
@@ -40,31 +41,46 @@ def as_task(fn: Callable) -> Callable:
                 persist_result=False)
 
 
-def _options(out_dir: str, draft: bool, refresh: bool, allow_estimated: bool, ledger_url: str | None) -> RunOptions:
+def _options(out_dir: str, draft: bool, refresh: bool, allow_estimated: bool, ledger_url: str | None,
+             issue_date: str | None = None, actor: str | None = None) -> RunOptions:
+    """Run options from flow parameters (plain strings, as a deployment passes them)."""
+    closing_day = issue_date == "closing-day"
     return RunOptions(out_dir=Path(out_dir), draft=draft, refresh=refresh, allow_estimated=allow_estimated,
-                      ledger_url=ledger_url or None)
+                      ledger_url=ledger_url or None, actor=actor or None, issue_on_closing_day=closing_day,
+                      issue_date=dt.date.fromisoformat(issue_date) if issue_date and not closing_day else None)
 
 
 @flow(name="monthly-invoicing", log_prints=True)
 def monthly_invoicing(month: str, org_path: str = "", out_dir: str = "out", draft: bool = False,
-                      refresh: bool = False, allow_estimated: bool = False, ledger_url: str | None = None):
+                      refresh: bool = False, allow_estimated: bool = False, ledger_url: str | None = None,
+                      issue_date: str | None = None, actor: str | None = None):
     """Invoice one month: ingest, attribute, price, finalize, render, write outputs."""
     org = load_organization(org_path or default_organization_path())
-    return run_month(org, Month.parse(month), _options(out_dir, draft, refresh, allow_estimated, ledger_url),
-                     stage=as_task)
+    return run_month(org, Month.parse(month),
+                     _options(out_dir, draft, refresh, allow_estimated, ledger_url, issue_date, actor), stage=as_task)
+
+
+@flow(name="amend-month", log_prints=True)
+def amend_month_flow(month: str, reason: str, policy: str = "reissue", org_path: str = "", out_dir: str = "out",
+                     refresh: bool = False, ledger_url: str | None = None, issue_date: str | None = None,
+                     actor: str | None = None):
+    """Recompute a finalized month and correct its documents (see `billing amend`)."""
+    org = load_organization(org_path or default_organization_path())
+    return amend(org, Month.parse(month), _options(out_dir, False, refresh, False, ledger_url, issue_date, actor),
+                 reason=reason, policy=policy, stage=as_task)
 
 
 @flow(name="backfill", log_prints=True)
 def backfill(start: str, end: str, org_path: str = "", out_dir: str = "out", draft: bool = False,
              refresh: bool = False, allow_estimated: bool = False, ledger_url: str | None = None,
-             write_report: bool = True) -> dict[str, Any]:
+             write_report: bool = True, issue_date: str | None = None, actor: str | None = None) -> dict[str, Any]:
     """Invoice every month from start to end (oldest first), then the revenue report.
 
     A month whose finalized invoices would change, or whose source failed, is
     reported and skipped; the other months still run.
     """
     org = load_organization(org_path or default_organization_path())
-    opts = _options(out_dir, draft, refresh, allow_estimated, ledger_url)
+    opts = _options(out_dir, draft, refresh, allow_estimated, ledger_url, issue_date, actor)
     results, failures = [], []
     for month in month_range(Month.parse(start), Month.parse(end)):
         result, failure = None, None

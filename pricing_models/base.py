@@ -25,6 +25,11 @@ SECTIONS = {"fee": "Service fees", "uplift": "Service fees", "usage": "Service f
             "cloud": "Cloud costs", "markup": "Cloud costs", "cap": "Adjustments", "discount": "Adjustments",
             "subsidy": "Subsidies", "adjustment": "Prior-period adjustments"}
 KINDS = tuple(SECTIONS)
+# How reports and CSVs group charge kinds: service fees, cloud cost passed through, markup (margin on cloud),
+# subsidies, and adjustments (caps, discounts, prior-period corrections).
+REPORT_GROUPS = {"fee": "fees", "uplift": "fees", "usage": "fees", "cloud": "cloud", "markup": "markup",
+                 "cap": "adjustments", "discount": "adjustments", "adjustment": "adjustments",
+                 "subsidy": "subsidies"}
 # Kinds that only the ledger writes (corrections of an earlier invoice), never a pricing model.
 LEDGER_KINDS = frozenset({"adjustment"})
 # What a subsidy or discount can apply to: the charge kinds in each scope (None: every charge so far).

@@ -8,7 +8,7 @@ import yaml
 from sqlalchemy import func, select
 
 from billing import ledger
-from billing.cli import _check_output_folder, main
+from billing.cli import check_output_folder, main
 from helpers import small_focus_rows, small_org_data, write_focus_csv
 
 PASSWORD = "s3cret-pw"
@@ -124,8 +124,8 @@ def test_wrong_input_exits_two_with_one_line_and_changes_nothing(world, tmp_path
 
 
 def test_the_output_folder_check_leaves_nothing_behind(tmp_path):
-    _check_output_folder(tmp_path / "a" / "b" / "out")
-    _check_output_folder(tmp_path)
+    check_output_folder(tmp_path / "a" / "b" / "out")
+    check_output_folder(tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 

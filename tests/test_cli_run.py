@@ -26,14 +26,16 @@ def read_csv(path):
 
 
 def run(org_path, *args):
-    return main(["run", "--org", str(org_path), "--out", str(org_path.parent / "out"), "--workers", "1", *args])
+    return main(["run", "--org", str(org_path), "--out", str(org_path.parent / "out"), "--workers", "1",
+                 "--issue-date", "closing-day", *args])
 
 
 def test_run_writes_all_outputs_and_rerun_is_a_no_op(org_path, capsys):
     out = org_path.parent / "out"
     assert run(org_path, "--month", "2022-01") == 0
     invoices = read_csv(out / "2022-01" / "invoices.csv")
-    assert [r["invoice_number"] for r in invoices] == ["TST-2022-0001", "TST-2022-0002", "TST-2022-0003"]
+    assert [r["invoice_number"] for r in invoices] == ["TST-2022-0001", "TST-ST-2022-0001", "TST-2022-0002"]
+    assert [r["document_type"] for r in invoices] == ["invoice", "statement", "invoice"]
     assert [r["total"] for r in invoices] == ["2022.60", "0.00", "1555.25"]
     for r in invoices:
         assert (out / r["pdf"]).exists()
@@ -58,7 +60,7 @@ def test_draft_takes_no_number_then_final_run_does(org_path):
     assert sorted(p.name for p in (out / "2022-01" / "invoices").glob("*.pdf"))[0].startswith("DRAFT-")
     assert run(org_path, "--month", "2022-01") == 0
     assert sorted(p.name for p in (out / "2022-01" / "invoices").glob("*.pdf")) == [
-        "TST-2022-0001.pdf", "TST-2022-0002.pdf", "TST-2022-0003.pdf"]
+        "TST-2022-0001.pdf", "TST-2022-0002.pdf", "TST-ST-2022-0001.pdf"]
 
 
 def test_changed_data_after_finalization_exits_one_and_touches_nothing(org_path, capsys):
@@ -158,6 +160,7 @@ def test_a_failing_source_leaves_the_month_unfinalized_and_the_backfill_goes_on(
     monkeypatch.setattr(FocusFiles, "fetch", flaky)
     out = org_path.parent / "out"
     code = main(["backfill", "--org", str(org_path), "--out", str(out), "--from", "2022-01", "--to", "2022-02",
+                 "--issue-date", "closing-day",
                  "--workers", "1"])
     assert code == 1
     err = capsys.readouterr().err
@@ -166,10 +169,33 @@ def test_a_failing_source_leaves_the_month_unfinalized_and_the_backfill_goes_on(
     assert not (out / "2022-01").exists() and (out / "2022-02" / "invoices.csv").exists()
 
 
+def test_a_month_not_yet_closed_gives_drafts_and_says_when_it_closes(org_path, capsys):
+    """A month is finalized only close_after_days (default 5) after it ends; before that, drafts."""
+    import datetime as dt
+
+    from billing.config import load_organization
+    from billing.months import Month
+    from billing.pipeline import RunOptions, run_month
+
+    org = load_organization(org_path)
+    out = org_path.parent / "out"
+    result = run_month(org, Month(2022, 1), RunOptions(out_dir=out, workers=1, today=dt.date(2022, 2, 3)))
+    assert result.draft and {i.status for i in result.invoices} == {"draft"}
+    assert "2022-01 closes on 2022-02-06 (5 days after it ends" in result.warnings[0]
+    assert sorted(p.name for p in (out / "2022-01" / "invoices").glob("*.pdf"))[0].startswith("DRAFT-")
+    result = run_month(org, Month(2022, 1), RunOptions(out_dir=out, workers=1, today=dt.date(2022, 2, 6)))
+    assert not result.draft and {i.status for i in result.invoices} == {"finalized"}
+    assert {i.issue_date for i in result.invoices} == {dt.date(2022, 2, 6)}
+    assert not list((out / "2022-01" / "invoices").glob("DRAFT-*.pdf"))
+
+
 def test_a_month_still_running_is_only_previewed(org_path, capsys):
     import datetime as dt
 
     today = dt.date.today()
     month = f"{today.year:04d}-{today.month:02d}"
-    assert run(org_path, "--month", month) == 2
-    assert f"{month} has not ended yet" in capsys.readouterr().err
+    write_focus_csv(org_path.parent / "focus" / f"{month}.csv",
+                    [r[:3] + [f"{month}-01T00:00:00Z"] * 2 + r[5:] for r in small_focus_rows()])
+    assert run(org_path, "--month", month) == 0
+    assert f"{month} closes on" in capsys.readouterr().out
+    assert all(p.name.startswith("DRAFT-") for p in (org_path.parent / "out" / month / "invoices").glob("*.pdf"))

@@ -22,6 +22,7 @@ def org_path(tmp_path) -> Path:
 
 def run(org_path, *args):
     return main(["run", "--org", str(org_path), "--out", str(org_path.parent / "out"), "--workers", "1",
+                 "--issue-date", "closing-day",
                  "--month", "2022-01", *args])
 
 
@@ -29,9 +30,12 @@ def ledger_counts(out: Path) -> tuple[int, list]:
     engine = ledger.open_ledger(f"sqlite:///{out / 'ledger.db'}")
     with Session(engine) as s:
         invoices = s.scalar(select(func.count()).select_from(ledger.InvoiceRow))
-        sequences = [(r.year, r.last_number) for r in s.scalars(select(ledger.SequenceRow))]
+        sequences = sorted((r.series, r.year, r.last_number) for r in s.scalars(select(ledger.SequenceRow)))
     engine.dispose()
     return invoices, sequences
+
+
+TAKEN = [("invoice", 2022, 2), ("statement", 2022, 1)]   # alpha, the grant; beta's statement (nothing due)
 
 
 def files_under(folder: Path) -> list[str]:
@@ -59,9 +63,9 @@ def test_a_document_that_cannot_be_rendered_takes_no_number(org_path, monkeypatc
 
     monkeypatch.setattr(render, "render_pdf", real)
     assert run(org_path) == 0
-    assert ledger_counts(out) == (3, [(2022, 3)])
+    assert ledger_counts(out) == (3, TAKEN)
     assert sorted(p.name for p in (out / "2022-01" / "invoices").glob("*.pdf")) == [
-        "TST-2022-0001.pdf", "TST-2022-0002.pdf", "TST-2022-0003.pdf"]
+        "TST-2022-0001.pdf", "TST-2022-0002.pdf", "TST-ST-2022-0001.pdf"]
 
 
 def test_a_crash_after_the_commit_is_repaired_by_the_next_run(org_path, monkeypatch):
@@ -77,8 +81,8 @@ def test_a_crash_after_the_commit_is_repaired_by_the_next_run(org_path, monkeypa
     assert not (out / "2022-01" / "invoices.csv").exists()
     monkeypatch.undo()
     assert run(org_path) == 0
-    assert ledger_counts(out) == (3, [(2022, 3)])
-    assert len(list((out / "2022-01" / "invoices").glob("TST-2022-000?.pdf"))) == 3
+    assert ledger_counts(out) == (3, TAKEN)
+    assert len(list((out / "2022-01" / "invoices").glob("TST-*.pdf"))) == 3
     assert not list((out / ".staging").iterdir())
 
 
@@ -111,7 +115,7 @@ def test_a_restatement_below_a_cent_keeps_the_finalized_files_and_reports_it(org
     alpha = [r for r in restated if r["hub"] == "alpha-shared" and r["allocation"] == "direct"]
     assert alpha[0]["cost"] == "100.0001000001"
     assert read(month / "reconciliation.restated.csv")[0]["input_total"] == "582.1801000001"
-    assert ledger_counts(out) == (3, [(2022, 3)])
+    assert ledger_counts(out) == (3, TAKEN)
 
     restate(org_path, 0, "100.0000000001")   # the cloud takes it back: the month is as invoiced again
     assert run(org_path) == 0
@@ -126,12 +130,14 @@ def test_a_restatement_that_changes_money_is_refused_with_the_exact_differences(
     restate(org_path, 1, "60.25")   # beta's compute, +10.00
     assert run(org_path) == 1
     err = capsys.readouterr().err
-    assert "community beta: invoice TST-2022-0002 total 0.00 USD, recomputed 0.00 (difference +0.00; the lines differ)" in err
-    assert "funder grant: invoice TST-2022-0003 total 1555.25 USD, recomputed 1565.25 (difference +10.00)" in err
-    assert "funder grant (invoice TST-2022-0003): exact charges 1555.25 USD then, 1565.25 now (+10)" in err
+    assert "community beta: statement TST-ST-2022-0001 total 0.00 USD, recomputed 0.00 (difference +0.00; the lines " \
+           "differ)" in err
+    assert "funder grant: invoice TST-2022-0002 total 1555.25 USD, recomputed 1565.25 (difference +10.00)" in err
+    assert "funder grant (invoice TST-2022-0002): exact charges 1555.25 USD then, 1565.25 now (+10)" in err
+    assert "billing amend --month 2022-01" in err
     assert (month / "attribution.csv").read_bytes() == attribution
     assert (month / "attribution.restated.csv").exists()
-    assert ledger_counts(out) == (3, [(2022, 3)])
+    assert ledger_counts(out) == (3, TAKEN)
 
 
 def test_a_ledger_from_before_migrations_is_upgraded_in_place(tmp_path, ledger_url):

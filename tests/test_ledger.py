@@ -20,7 +20,7 @@ def charges(fee="1000.00"):
 
 
 def record(engine, org, month, fee="1000.00", finalize=True):
-    invoices = ledger.build_invoices(org, month, charges(fee), "fp")
+    invoices = ledger.build_invoices(org, month, charges(fee), "fp", issue_date=month.end)
     return ledger.record_month(engine, org, month, invoices, finalize=finalize)
 
 
@@ -28,11 +28,12 @@ def test_numbers_sequential_per_year_and_reruns_take_none(tmp_path, ledger_url):
     org = small_org(tmp_path)
     engine = ledger.open_ledger(ledger_url)
     first = record(engine, org, Month(2022, 1))
-    assert first.created == ["TST-2022-0001", "TST-2022-0002", "TST-2022-0003"]
+    # beta is fully grant-funded: a statement (nothing due), numbered in its own series
+    assert first.created == ["TST-2022-0001", "TST-ST-2022-0001", "TST-2022-0002"]
     again = record(engine, org, Month(2022, 1))
-    assert again.created == [] and sorted(again.unchanged) == first.created
-    assert record(engine, org, Month(2022, 2)).created[0] == "TST-2022-0004"
-    # December is invoiced on January 1st: the next year's sequence.
+    assert again.created == [] and sorted(again.unchanged) == sorted(first.created)
+    assert record(engine, org, Month(2022, 2)).created[0] == "TST-2022-0003"
+    # December issued in January: the next year's sequence.
     assert record(engine, org, Month(2022, 12)).created[0] == "TST-2023-0001"
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(ledger.InvoiceRow)) == 9
@@ -67,7 +68,8 @@ def test_drafts_take_no_number_and_are_replaced(tmp_path, ledger_url):
 def test_amounts_exact_on_both_backends(tmp_path, ledger_url):
     org = small_org(tmp_path)
     engine = ledger.open_ledger(ledger_url)
-    inv = ledger.build_invoices(org, Month(2022, 5), {"alpha": [Charge("cloud", "c", D("0.123456789012345678"), "USD")]}, "fp")
+    inv = ledger.build_invoices(org, Month(2022, 5), {"alpha": [Charge("cloud", "c", D("0.123456789012345678"), "USD")]},
+                                "fp", issue_date=dt.date(2022, 6, 1))
     out = ledger.record_month(engine, org, Month(2022, 5), inv, finalize=True)
     line = out.invoices[0].lines[0]
     assert line.amount_exact == D("0.123456789012345678") and line.amount == D("0.12")
@@ -98,7 +100,7 @@ def test_concurrent_runs_never_duplicate_or_skip_numbers(tmp_path, ledger_url):
     for t in threads:
         t.join()
     created = [o for o in outcomes if isinstance(o, list) and o]
-    assert created == [["TST-2022-0004", "TST-2022-0005", "TST-2022-0006"]]
+    assert created == [["TST-2022-0003", "TST-ST-2022-0002", "TST-2022-0004"]]
     numbers = sorted(i.number for m in ("2022-01", "2022-02") for i in ledger.month_invoices(engine, m))
-    assert numbers == [f"TST-2022-{n:04d}" for n in range(1, 7)]
+    assert numbers == [f"TST-2022-{n:04d}" for n in range(1, 5)] + ["TST-ST-2022-0001", "TST-ST-2022-0002"]
     engine.dispose()

@@ -6,17 +6,27 @@ migrations. One module per concern:
 
 - `schema`: the tables;  `migrations/`: how they came to be;
 - `database`: where the ledger is, opening it, upgrading it;
-- `invoices`: invoices as plain values, built from a month's charges;
+- `invoices`: documents as plain values, built from a month's charges;
 - `record`: drafts, finalization with gapless numbers, change detection,
-  and the evidence each month was invoiced from.
+  events, and the evidence each month was invoiced from;
+- `corrections`: amending a month (credit notes and replacements, or
+  adjustments carried to the next invoice) and voiding an invoice.
 """
+from billing.ledger.corrections import POLICIES, Correction, amending_month, credit_note_for, voiding
 from billing.ledger.database import LEDGER_ENV, ledger_url, migrate, open_ledger, safe_url
-from billing.ledger.invoices import Invoice, Line, build_invoices, issue_date_for
-from billing.ledger.record import (Evidence, MonthRecord, all_finalized, describe_change, finalized_month,
-                                   input_manifest, invoice_changes, month_invoices, record_month, recording_month)
-from billing.ledger.schema import Base, EvidenceRow, InputManifestRow, InvoiceRow, LineRow, SequenceRow
+from billing.ledger.invoices import (DOCUMENT_TYPES, STATUSES, CarriedAdjustment, Invoice, Line, build_invoices,
+                                     lines_total, today_utc)
+from billing.ledger.record import (Event, Evidence, Expected, MonthRecord, all_finalized, carried_adjustments,
+                                   default_actor, describe_change, document, finalized_month, finalized_state,
+                                   history, input_manifest, month_invoices, record_month, recording_month,
+                                   state_changes)
+from billing.ledger.schema import (AdjustmentRow, Base, EventRow, EvidenceRow, InputManifestRow, InvoiceRow, LineRow,
+                                   SequenceRow)
 
-__all__ = ["LEDGER_ENV", "Base", "Evidence", "EvidenceRow", "InputManifestRow", "Invoice", "InvoiceRow", "Line",
-           "LineRow", "MonthRecord", "SequenceRow", "all_finalized", "build_invoices", "describe_change",
-           "finalized_month", "input_manifest", "invoice_changes", "issue_date_for", "ledger_url", "migrate",
-           "month_invoices", "open_ledger", "record_month", "recording_month", "safe_url"]
+__all__ = ["DOCUMENT_TYPES", "LEDGER_ENV", "POLICIES", "STATUSES", "AdjustmentRow", "Base", "CarriedAdjustment",
+           "Correction", "Event", "EventRow", "Evidence", "EvidenceRow", "Expected", "InputManifestRow", "Invoice",
+           "InvoiceRow", "Line", "LineRow", "MonthRecord", "SequenceRow", "all_finalized", "amending_month",
+           "build_invoices", "carried_adjustments", "credit_note_for", "default_actor", "describe_change",
+           "document", "finalized_month", "finalized_state", "history", "input_manifest", "ledger_url",
+           "lines_total", "migrate", "month_invoices", "open_ledger", "record_month", "recording_month", "safe_url",
+           "state_changes", "today_utc", "voiding"]

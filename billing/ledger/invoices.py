@@ -96,19 +96,46 @@ def _s(value: Decimal | None) -> str | None:
 # ---- building invoices from charges ---------------------------------------------------
 
 
-def issue_date_for(month: Month) -> dt.date:
-    """Invoices for a month are dated the first day of the next month, so reruns give the same dates."""
-    return month.end
+def today_utc() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
 
 
-def _contact(contact) -> dict:
-    return {"name": contact.name, "email": contact.email, "address": list(contact.address)}
+# Party-level fields printed with the bill-to address (when the configuration has them).
+PARTY_FIELDS = ("legal_name", "tax_id", "purchase_order", "customer_reference", "grant")
+
+
+def bill_to_of(entity) -> dict:
+    """What the document says about the billed party, as it stands at finalization (kept with the document)."""
+    contact = entity.billing_contact.model_dump(mode="json")
+    return {"id": entity.id, **contact, "address": list(contact.get("address") or ()), "display_name": entity.name,
+            **{f: getattr(entity, f) for f in PARTY_FIELDS if getattr(entity, f, None) is not None}}
+
+
+@dataclass(frozen=True)
+class CarriedAdjustment:
+    """A correction of an earlier invoice, carried to the party's next invoice as prior-period lines."""
+
+    id: int
+    party_kind: str
+    party_id: str
+    currency: str
+    corrects: str
+    service_month: str
+    lines: tuple[Line, ...]
+    reason: str
 
 
 def build_invoices(org: Organization, month: Month, charges: dict[str, list[Charge]],
-                   data_fingerprint: str, notes: Iterable[str] = ()) -> list[Invoice]:
-    """One invoice per billed party (community or funder), lines rounded once."""
-    issue = issue_date_for(month)
+                   data_fingerprint: str, notes: Iterable[str] = (), *, issue_date: dt.date | None = None,
+                   carried: Iterable[CarriedAdjustment] = ()) -> list[Invoice]:
+    """One document per billed party (community or funder), lines rounded once.
+
+    A community's month that totals zero is a statement (nothing is due).
+    Adjustments carried from corrected earlier invoices are added as
+    prior-period lines, unless they would make the total negative (then
+    they wait for a later invoice).
+    """
+    issue = issue_date or today_utc()
     due = issue + dt.timedelta(days=org.issuer.payment_terms_days)
     issuer = org.issuer.model_dump(mode="json")
     by_party: dict[tuple[str, str], list[Charge]] = {}
@@ -117,6 +144,9 @@ def build_invoices(org: Organization, month: Month, charges: dict[str, list[Char
         for ch in community_charges:
             party = ("community", community_id) if ch.bill_to is None else ("funder", ch.bill_to)
             by_party.setdefault(party, []).append(ch)
+    carried_by_party: dict[tuple[str, str], list[CarriedAdjustment]] = {}
+    for adj in carried:
+        carried_by_party.setdefault((adj.party_kind, adj.party_id), []).append(adj)
     section_order = list(dict.fromkeys(SECTIONS.values()))
     invoices = []
     for (kind, party_id), party_charges in sorted(by_party.items(), key=lambda kv: _party_order(org, kv[0])):
@@ -125,18 +155,22 @@ def build_invoices(org: Organization, month: Month, charges: dict[str, list[Char
         ordered = sorted(party_charges, key=lambda c: section_order.index(SECTIONS[c.kind]))
         lines = tuple(Line(SECTIONS[c.kind], c.kind, c.description, c.amount, c.rounded, c.quantity, c.unit,
                            c.unit_price, c.community, c.hub, c.cluster, c.component, c.details) for c in ordered)
-        party_notes = list(notes)
-        if kind == "community" and entity.funder:
-            party_notes.append(f"Part or all of these charges are paid by {org.funder(entity.funder).name}.")
-        invoice = Invoice(kind, party_id, str(month), entity.currency, issue, due, lines,
-                          {"id": party_id, **_contact(entity.billing_contact), "display_name": entity.name},
-                          issuer, data_fingerprint, notes=tuple(party_notes))
-        if invoice.total < 0:
-            raise InputError(f"{month}: the {kind} {party_id!r} would be invoiced {invoice.total} {entity.currency}, "
-                             "a negative total; an invoice never pays the customer: check the credits, discounts "
-                             "and caps of its pricing plan")
-        invoices.append(invoice)
+        if lines_total(lines) < 0:
+            raise InputError(f"{month}: the {kind} {party_id!r} would be invoiced {lines_total(lines)} "
+                             f"{entity.currency}, a negative total; an invoice never pays the customer: check the "
+                             "credits, discounts and caps of its pricing plan")
+        adjustments = tuple(l for adj in carried_by_party.get((kind, party_id), ()) if adj.currency == entity.currency
+                            for l in adj.lines)
+        if adjustments and lines_total(lines + adjustments) >= 0:
+            lines += adjustments
+        document_type = "statement" if kind == "community" and lines_total(lines) == 0 else "invoice"
+        invoices.append(Invoice(kind, party_id, str(month), entity.currency, issue, due, lines, bill_to_of(entity),
+                                issuer, data_fingerprint, notes=tuple(notes), document_type=document_type))
     return invoices
+
+
+def lines_total(lines: Iterable[Line]) -> Decimal:
+    return sum((l.amount for l in lines), ZERO)
 
 
 def _check_one_currency(kind: str, party_id: str, currency: str, charges: list[Charge], month: Month) -> None:

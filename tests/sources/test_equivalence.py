@@ -245,9 +245,9 @@ def test_live_sources_and_focus_files_give_the_same_invoices(tmp_path, replays):
     live_org, focus_org = organization(LIVE_SOURCES, tmp_path), organization(FOCUS_SOURCES, tmp_path)
 
     replays.use(gcp="fetch", aws_ce="fetch", azure="fetch")
-    live = run_month(live_org, MONTH, RunOptions(out_dir=live_out, workers=1))
+    live = run_month(live_org, MONTH, RunOptions(out_dir=live_out, workers=1, issue_on_closing_day=True))
     replays.assert_used_up()
-    focus = run_month(focus_org, MONTH, RunOptions(out_dir=focus_out, workers=1))
+    focus = run_month(focus_org, MONTH, RunOptions(out_dir=focus_out, workers=1, issue_on_closing_day=True))
 
     # The data went where it was meant to: 3 clouds, one unknown AWS hub tag left unattributed.
     assert [(r.provider, r.billing_account, r.input_total, r.unattributed) for r in live.reconciliation] == [
@@ -281,7 +281,7 @@ def test_live_sources_and_focus_files_give_the_same_invoices(tmp_path, replays):
 
     # A rerun reads the snapshots: no cloud is asked, no invoice is created, nothing changes.
     replays.forbid_calls()
-    again = run_month(live_org, MONTH, RunOptions(out_dir=live_out, workers=1))
+    again = run_month(live_org, MONTH, RunOptions(out_dir=live_out, workers=1, issue_on_closing_day=True))
     assert again.created == [] and again.unchanged == live.created
     assert ledger_invoices(live_out) == live_invoices
     assert snapshot_files(live_out) == snapshots
@@ -301,7 +301,7 @@ EXPECTED_INVOICES = [
 
 def attribution(org, out: Path) -> list:
     """The month's attributed costs, sorted (fetch, usage and attribution only: no ledger, no PDF)."""
-    ingested = fetch_costs(org, MONTH, RunOptions(out_dir=out))
+    ingested = fetch_costs(org, MONTH, RunOptions(out_dir=out), False)
     attributed, _ = attribute_costs(org, ingested, load_usage(org, MONTH))
     return sorted(attributed, key=repr)
 

@@ -1,0 +1,86 @@
+"""billing run / backfill: invoice one month or a range of months, oldest first."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from billing.cli.common import months_of, run_options, load_org, progress_bar, say, common_options, document_options, preflight
+
+
+def add_parsers(sub) -> None:
+    run_opts = argparse.ArgumentParser(add_help=False)
+    run_opts.add_argument("--draft", action="store_true", help="price and render without finalizing (PDFs marked DRAFT)")
+    run_opts.add_argument("--refresh", action="store_true", help="re-query live cloud sources instead of their snapshots")
+    run_opts.add_argument("--allow-estimated", action="store_true",
+                          help="finalize even if the month has not closed or a source says figures are estimated")
+    run_opts.add_argument("--prefect", action="store_true", help="run through the Prefect flow (records runs in Prefect)")
+    parents = [common_options(), document_options(), run_opts]
+    run = sub.add_parser("run", parents=parents, help="run the monthly job for one month")
+    run.add_argument("--month", required=True, help="YYYY-MM")
+    run.set_defaults(handler=cmd_run)
+    back = sub.add_parser("backfill", parents=parents, help="run a range of months, oldest first")
+    back.add_argument("--from", dest="start", required=True, help="first month, YYYY-MM")
+    back.add_argument("--to", dest="end", required=True, help="last month, YYYY-MM")
+    back.set_defaults(handler=cmd_backfill)
+
+
+def _run_months(args, months) -> int:
+    from billing.pipeline import MONTH_FAILURES, month_failure, run_month
+
+    org, opts = load_org(args), run_options(args)
+    if args.prefect:
+        return _run_months_in_prefect(args, months, opts)
+    failures = []
+    with progress_bar() as progress:
+        task = progress.add_task("Invoicing", total=len(months)) if progress else None
+        for month in months:
+            if progress:
+                progress.update(task, description=f"Invoicing {month}")
+            try:
+                say(run_month(org, month, opts), opts.draft)
+            except MONTH_FAILURES as err:
+                # One month failing must not stop a backfill; it is reported and the run exits non-zero.
+                failures.append(month_failure(month, err))
+                print(f"error: {failures[-1]}", file=sys.stderr)
+            if progress:
+                progress.advance(task)
+    if failures and len(months) > 1:
+        print(f"{len(failures)} of {len(months)} month(s) failed; nothing was changed for them.", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _run_months_in_prefect(args, months, opts) -> int:
+    """The same months through the Prefect backfill flow, reporting each month as it finishes."""
+    print(f"Starting the Prefect flow for {months[0]} to {months[-1]} (a temporary Prefect server may take "
+          "a few seconds to start)...", file=sys.stderr, flush=True)
+    from flows.monthly import MONTH_LISTENERS, backfill as backfill_flow
+
+    def report(month, result, failure):
+        if failure:
+            sys.stderr.write(f"error: {failure}\n")
+        else:
+            say(result, opts.draft)
+
+    MONTH_LISTENERS.append(report)
+    try:
+        issue = "closing-day" if opts.issue_on_closing_day else (opts.issue_date.isoformat() if opts.issue_date
+                                                                 else None)
+        results = backfill_flow(str(months[0]), str(months[-1]), org_path=str(args.org or ""),
+                                out_dir=str(opts.out_dir), draft=opts.draft, refresh=opts.refresh,
+                                allow_estimated=opts.allow_estimated, ledger_url=opts.ledger_url, write_report=False,
+                                issue_date=issue, actor=opts.actor)
+    finally:
+        MONTH_LISTENERS.remove(report)
+    return 1 if results["failures"] else 0
+
+
+def cmd_run(args) -> int:
+    preflight(args)
+    return _run_months(args, months_of(args))
+
+
+def cmd_backfill(args) -> int:
+    preflight(args)
+    return _run_months(args, months_of(args))
+
+

@@ -1,0 +1,234 @@
+"""Closing a month, and correcting it: the ledger transactions and the documents they produce together.
+
+Every operation that takes numbers (finalizing a month, amending it,
+voiding an invoice) renders its PDFs and the month's CSVs to a staging
+folder inside the ledger transaction that holds the numbers; only when all
+of them exist is the transaction committed and the files moved into place.
+If anything fails, nothing is committed and no number is taken.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from billing import ledger as ledger_mod
+from billing.attribution import AttributedCost, ReconciliationRow
+from billing.config import Organization
+from billing.documents import document_for
+from billing.errors import FinalizedInvoiceChanged
+from billing.evidence import MonthEvidence, Restatement, compare, evidence_of
+from billing.fileio import StagedFiles
+from billing.ingest import IngestedMonth
+from billing.ledger import Correction, Evidence, Invoice, MonthRecord
+from billing.money import ZERO
+from billing.months import Month
+from billing.outputs import write_attribution_csv, write_invoices_csv, write_reconciliation_csv
+from billing.pricing import price_month
+from billing.usage import MonthUsage
+from invoices import RenderError, render_many
+
+RESTATED = {"attribution.csv": "attribution.restated.csv", "reconciliation.csv": "reconciliation.restated.csv"}
+
+
+@dataclass(frozen=True)
+class CloseOptions:
+    """What closing needs of the run's options (see `billing.pipeline.RunOptions`)."""
+
+    out_dir: Path
+    ledger_url: str | None
+    workers: int | None
+    draft: bool
+    issue_date: dt.date
+    actor: str | None
+
+
+@dataclass
+class Closed:
+    """What closing (or correcting) a month did."""
+
+    record: MonthRecord | Correction
+    restatement: Restatement | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def open_ledger(org: Organization, opts: CloseOptions):
+    return ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
+
+
+def pdf_name(doc: Invoice) -> str | None:
+    """The PDF of a document: its number; a draft's party; none for a statement the organization does not send."""
+    if doc.number:
+        return f"{doc.number}.pdf"
+    if doc.status == "draft":
+        return f"DRAFT-{doc.party_kind}-{doc.party_id}.pdf"
+    return None
+
+
+def _inputs(ingested: IngestedMonth) -> list[dict]:
+    return [{"source": s.source, "clusters": list(s.clusters), "paths": list(s.paths), "fingerprint": s.fingerprint,
+             "rows": s.rows, "estimated": s.estimated} for s in ingested.sources]
+
+
+def _price(org: Organization, engine, month: Month, ingested: IngestedMonth, attributed: list[AttributedCost],
+           usage: MonthUsage, opts: CloseOptions, *, pending: bool) -> tuple[list[Invoice], list[str]]:
+    """The month's documents as the data says today, with any adjustments carried to them."""
+    charges = price_month(org, month, attributed, usage)
+    carried = ledger_mod.carried_adjustments(engine, month, pending=pending)
+    invoices = ledger_mod.build_invoices(org, month, charges, ingested.fingerprint, issue_date=opts.issue_date,
+                                         carried=carried)
+    used = {dict(l.details).get("adjustment_id") for inv in invoices for l in inv.lines if l.kind == "adjustment"}
+    warnings = [f"{month}: the correction of {adj.corrects} ({adj.party_kind} {adj.party_id}) waits for a later "
+                "invoice: it would make this one negative" for adj in carried if str(adj.id) not in used]
+    return invoices, warnings
+
+
+# ---- finalizing ---------------------------------------------------------------------------------
+
+
+def close_month(org: Organization, month: Month, ingested: IngestedMonth, attributed: list[AttributedCost],
+                reconciliation: list[ReconciliationRow], usage: MonthUsage, opts: CloseOptions) -> Closed:
+    """Price the month, then finalize it (or keep drafts) with every document produced before the commit.
+
+    A month already finalized keeps its documents and supporting files; if
+    its data changed since, the new figures go beside them (`*.restated.csv`)
+    and, if any document would change, the run stops with the changes.
+    """
+    engine = open_ledger(org, opts)
+    try:
+        invoices, warnings = _price(org, engine, month, ingested, attributed, usage, opts, pending=True)
+        evidence = evidence_of(ingested, attributed, reconciliation)
+        restatement = check_restatement(engine, month, invoices, evidence, opts)
+        staged = StagedFiles(opts.out_dir, str(month))
+        try:
+            with ledger_mod.recording_month(engine, org, month, invoices, finalize=not opts.draft,
+                                            inputs=_inputs(ingested), actor=opts.actor,
+                                            evidence=Evidence(evidence.digest, evidence.to_json())) as record:
+                _produce(staged, month, record.invoices, opts)
+                if record.evidence is not None:
+                    stage_evidence(staged, month, MonthEvidence.from_json(record.evidence.body), opts)
+                elif not any(inv.status != "draft" for inv in record.invoices):
+                    stage_evidence(staged, month, evidence, opts)
+                # else: finalized by an earlier version from data that has since changed: keep its files
+            staged.publish()
+        finally:
+            staged.discard()
+    finally:
+        engine.dispose()
+    if not opts.draft:
+        for stale in (opts.out_dir / str(month) / "invoices").glob("DRAFT-*.pdf"):
+            stale.unlink()
+    return Closed(record, restatement, warnings)
+
+
+def check_restatement(engine, month: Month, invoices: list[Invoice], evidence: MonthEvidence,
+                      opts: CloseOptions) -> Restatement | None:
+    """For a finalized month: how today's data differs from the data it was invoiced from.
+
+    New figures are written beside the finalized month's files (never over
+    them); if any document would change, the run stops here with the changes.
+    """
+    state = ledger_mod.finalized_state(engine, str(month))
+    if not state:
+        return None
+    _, stored = ledger_mod.finalized_month(engine, str(month))
+    voided = {party for party, e in state.items() if e.voided}
+    then = {party: (e.number or "-", e.currency, sum((l.amount_exact for l in e.lines), ZERO))
+            for party, e in state.items() if party not in voided}
+    restatement = compare(str(month), MonthEvidence.from_json(stored.body) if stored else None, evidence, then,
+                          [i for i in invoices if (i.party_kind, i.party_id) not in voided],
+                          ledger_mod.state_changes(state, invoices))
+    folder = opts.out_dir / str(month)
+    if restatement.data_changed:
+        write_attribution_csv(folder / RESTATED["attribution.csv"], evidence.attribution)
+        write_reconciliation_csv(folder / RESTATED["reconciliation.csv"], evidence.reconciliation)
+    else:
+        remove_restated(folder)
+    if restatement.invoice_changes:
+        raise FinalizedInvoiceChanged(str(month), restatement.invoice_changes, restatement.describe())
+    return restatement if restatement.data_changed else None
+
+
+def remove_restated(folder: Path) -> None:
+    for name in RESTATED.values():
+        (folder / name).unlink(missing_ok=True)
+
+
+# ---- producing the documents ------------------------------------------------------------------
+
+
+def _produce(staged: StagedFiles, month: Month | str, documents: list[Invoice], opts: CloseOptions) -> None:
+    """Every document of the month not yet rendered (drafts always) and invoices.csv, into the staging folder."""
+    try:
+        stage_documents(staged, month, documents, opts)
+    except RenderError as err:
+        raise RenderError(f"{month}: the documents could not be produced, so nothing was finalized and no number "
+                          f"was taken: {err}") from err
+
+
+def stage_documents(staged: StagedFiles, month: Month | str, documents: list[Invoice], opts: CloseOptions) -> None:
+    folder = opts.out_dir / str(month)
+    jobs, names = [], {}
+    for doc in documents:
+        name = pdf_name(doc)
+        if name is None:
+            continue
+        final = folder / "invoices" / name
+        names[doc.number or (doc.party_kind, doc.party_id)] = str(final.relative_to(opts.out_dir))
+        if doc.status == "draft" or not final.exists():
+            jobs.append((document_for(doc), staged.path(final)))
+    render_many(jobs, workers=opts.workers)
+    write_invoices_csv(staged.path(folder / "invoices.csv"), documents, names)
+
+
+def stage_evidence(staged: StagedFiles, month: Month | str, evidence: MonthEvidence, opts: CloseOptions) -> None:
+    folder = opts.out_dir / str(month)
+    write_attribution_csv(staged.path(folder / "attribution.csv"), evidence.attribution)
+    write_reconciliation_csv(staged.path(folder / "reconciliation.csv"), evidence.reconciliation)
+
+
+# ---- correcting -------------------------------------------------------------------------------
+
+
+def amend_month(org: Organization, month: Month, ingested: IngestedMonth, attributed: list[AttributedCost],
+                reconciliation: list[ReconciliationRow], usage: MonthUsage, opts: CloseOptions, *, reason: str,
+                policy: str) -> Closed:
+    """Correct a finalized month to what its data says today (see `billing.ledger.corrections`)."""
+    engine = open_ledger(org, opts)
+    try:
+        invoices, warnings = _price(org, engine, month, ingested, attributed, usage, opts, pending=False)
+        evidence = evidence_of(ingested, attributed, reconciliation)
+        staged = StagedFiles(opts.out_dir, str(month))
+        try:
+            with ledger_mod.amending_month(engine, org, month, invoices, policy=policy, reason=reason,
+                                           issue_date=opts.issue_date, actor=opts.actor,
+                                           evidence=Evidence(evidence.digest, evidence.to_json()),
+                                           fingerprint=ingested.fingerprint) as correction:
+                if correction.changes:
+                    _produce(staged, month, correction.invoices, opts)
+                    stage_evidence(staged, month, evidence, opts)
+            staged.publish()
+        finally:
+            staged.discard()
+    finally:
+        engine.dispose()
+    if correction.changes:
+        remove_restated(opts.out_dir / str(month))
+    return Closed(correction, None, warnings)
+
+
+def void_document(org: Organization, number: str, opts: CloseOptions, *, reason: str) -> Correction:
+    """Cancel an unpaid invoice by a full credit note, rendered before the commit."""
+    engine = open_ledger(org, opts)
+    try:
+        staged = StagedFiles(opts.out_dir, "void")
+        try:
+            with ledger_mod.voiding(engine, org, number, reason=reason, issue_date=opts.issue_date,
+                                    actor=opts.actor) as correction:
+                _produce(staged, correction.month, correction.invoices, opts)
+            staged.publish()
+        finally:
+            staged.discard()
+    finally:
+        engine.dispose()
+    return correction
