@@ -168,6 +168,12 @@ def test_a_ledger_from_before_migrations_is_upgraded_in_place(tmp_path, ledger_u
     [invoice] = ledger.month_invoices(engine, "2022-01")
     assert invoice.number == "TST-2022-0001" and invoice.total == D("12.50")
     assert invoice.lines[0].amount_exact == D("12.5000001")
+    assert invoice.document_type == "invoice" and invoice.status == "finalized"
+    [event] = ledger.history(engine, "TST-2022-0001")
+    assert (event.event, event.actor, event.at.date()) == ("finalized", "(before the event log)", dt.date(2022, 2, 1))
+    with Session(engine) as s:   # the old per-year counter became the invoice series
+        assert [(r.series, r.year, r.last_number) for r in s.scalars(select(ledger.SequenceRow))] == [
+            ("invoice", 2022, 1)]
     engine.dispose()
 
 
