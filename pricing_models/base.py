@@ -68,6 +68,7 @@ class CloudCost:
     allocation: str          # "direct", "shared" (split of a shared cluster's overhead) or "cluster" (dedicated overhead)
     amount: Decimal          # exact, already in the invoicing currency
     note: str = ""
+    corrects: str | None = None   # a correction (FOCUS ChargeClass) of this earlier month, YYYY-MM
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from billing.money import ZERO
+from billing.months import Month
 from pricing_models.base import (Charge, ModelParams, Money, Percent, PricingContext, PricingModel, percent_text,
                                  register, rounded_sum)
 
@@ -11,23 +12,29 @@ COMPONENT_LABELS = {"compute": "Compute", "storage": "Storage", "networking": "N
                     "other": "Other services", "tax": "Tax", "credit": "Credits"}
 
 
-def describe_cloud_cost(hub: str | None, cluster: str, component: str, allocation: str) -> str:
+def describe_cloud_cost(hub: str | None, cluster: str, component: str, allocation: str,
+                        corrects: str | None = None) -> str:
+    """"Compute, hub x", "Storage, hub x: share of shared cluster y", "Core services, cluster y overhead";
+    a correction of an earlier month starts "Correction to May 2022 charges: "."""
     label = COMPONENT_LABELS.get(component, component.capitalize())
     if allocation == "direct":
-        return f"{label}, hub {hub}"
-    if allocation == "shared":
-        return f"{label}, hub {hub}: share of shared cluster {cluster}"
-    return f"{label}, cluster {cluster} overhead"
+        text = f"{label}, hub {hub}"
+    elif allocation == "shared":
+        text = f"{label}, hub {hub}: share of shared cluster {cluster}"
+    else:
+        text = f"{label}, cluster {cluster} overhead"
+    return f"Correction to {Month.parse(corrects).label()} charges: {text}" if corrects else text
 
 
 @register("cloud_passthrough")
 class CloudPassthrough(PricingModel):
-    """Every attributed cloud cost as its own line, at cost."""
+    """Every attributed cloud cost as its own line, at cost; a correction of an earlier month is a line of its own."""
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
-        return [Charge("cloud", describe_cloud_cost(c.hub, c.cluster, c.component, c.allocation), c.amount,
-                       ctx.currency, hub=c.hub, cluster=c.cluster, component=c.component,
-                       details=(("allocation", c.allocation),) + ((("split", c.note),) if c.note else ()))
+        return [Charge("cloud", describe_cloud_cost(c.hub, c.cluster, c.component, c.allocation, c.corrects),
+                       c.amount, ctx.currency, hub=c.hub, cluster=c.cluster, component=c.component,
+                       details=(("allocation", c.allocation),) + ((("split", c.note),) if c.note else ())
+                       + ((("corrects", c.corrects),) if c.corrects else ()))
                 for c in ctx.cloud if c.amount != ZERO]
 
 

@@ -239,3 +239,24 @@ def test_no_subsidy_when_the_community_owes_nothing():
     plan = [{"model": "fixed_fee", "amount": "1000"}, {"model": "cloud_passthrough"},
             {"model": "subsidy", "share": "100", "applies_to": "fees"}]
     assert [c.kind for c in apply(plan, ctx(cloud=cloud, funder=funder))] == ["fee", "cloud"]
+
+
+# ---- corrections ----------------------------------------------------------------------
+
+
+def test_a_correction_is_a_cloud_line_of_its_own_and_the_markup_covers_it():
+    cloud = [CloudCost("k", "h1", "compute", "direct", D("100.00")),
+             CloudCost("k", "h1", "compute", "direct", D("-30.00"), corrects="2022-05"),
+             CloudCost("k", "h2", "storage", "shared", D("1.25"), "split evenly: 50.00% of k overhead", "2022-05"),
+             CloudCost("k", None, "core", "cluster", D("0"), corrects="2022-04")]     # nothing to show
+    charges = apply([{"model": "cloud_passthrough"}, {"model": "markup", "percent": "10"}], ctx(cloud=cloud))
+    assert [(c.kind, c.description, c.rounded) for c in charges[:3]] == [
+        ("cloud", "Compute, hub h1", D("100.00")),
+        ("cloud", "Correction to May 2022 charges: Compute, hub h1", D("-30.00")),
+        ("cloud", "Correction to May 2022 charges: Storage, hub h2: share of shared cluster k", D("1.25"))]
+    assert dict(charges[1].details) == {"allocation": "direct", "corrects": "2022-05"}
+    assert dict(charges[2].details) == {"allocation": "shared", "split": "split evenly: 50.00% of k overhead",
+                                        "corrects": "2022-05"}
+    assert (charges[1].hub, charges[1].cluster, charges[1].component) == ("h1", "k", "compute")
+    markup = charges[-1]
+    assert (markup.kind, markup.rounded, dict(markup.details)["base"]) == ("markup", D("7.13"), "71.25")
