@@ -1,15 +1,20 @@
-"""Cloud cost: passed through at cost, optionally with a markup, optionally capped."""
+"""Cloud cost: passed through at cost, optionally with a markup, optionally capped.
+
+Descriptions print every amount with `billing.money.format_money` and every
+percentage as `format_percent` does, and a percentage says what it is of.
+"""
 from __future__ import annotations
 
 from typing import Sequence
 
-from billing.money import ZERO
+from billing.money import ZERO, format_money
 from billing.months import Month
-from pricing_models.base import (Charge, ModelParams, Money, Percent, PricingContext, PricingModel, percent_text,
+from pricing_models.base import (Charge, ModelParams, Money, Percent, PricingContext, PricingModel, percent_number,
                                  register, rounded_sum)
 
 COMPONENT_LABELS = {"compute": "Compute", "storage": "Storage", "networking": "Networking", "core": "Core services",
-                    "other": "Other services", "tax": "Tax", "credit": "Credits"}
+                    "other": "Other services", "tax": "Sales tax charged by the cloud provider",
+                    "credit": "Credits from the cloud provider"}
 
 
 def describe_cloud_cost(hub: str | None, cluster: str, component: str, allocation: str,
@@ -43,16 +48,16 @@ class Markup(PricingModel):
     """A percentage on the cloud cost passed through."""
 
     class Params(ModelParams):
-        placeholders = ("percent",)
+        placeholders = ("percent", "base")
         percent: Percent
-        description: str = "Markup on cloud costs ({percent}%)"
+        description: str = "Markup: {percent}% of cloud costs of {base}"
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         base = rounded_sum(earlier, kinds={"cloud"})
         if base <= 0:
             return []
         percent = self.params.percent
-        return [Charge("markup", self.describe(percent=percent_text(percent)),
+        return [Charge("markup", self.describe(percent=percent_number(percent), base=format_money(base, ctx.currency)),
                        base * percent / 100, ctx.currency, quantity=percent, unit="%",
                        details=(("base", str(base)),))]
 
@@ -64,12 +69,13 @@ class Cap(PricingModel):
     class Params(ModelParams):
         placeholders = ("amount", "currency")
         amount: Money
-        description: str = "Monthly cap of {amount} {currency}"
+        description: str = "Monthly cap of {amount}"
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         total = rounded_sum(earlier)
         excess = total - self.params.amount
         if excess <= 0:
             return []
-        return [Charge("cap", self.describe(amount=self.params.amount, currency=ctx.currency),
+        return [Charge("cap", self.describe(amount=format_money(self.params.amount, ctx.currency),
+                                            currency=ctx.currency),
                        -excess, ctx.currency, details=(("charges_before_cap", str(total)),))]
