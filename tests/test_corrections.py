@@ -161,3 +161,24 @@ def test_files_without_charge_class_still_price(tmp_path, fmt):
     charges = price_month(org, JAN, attribute(org, ingested, MonthUsage("m")), MonthUsage("m"))
     assert not any(dict(c.details).get("corrects") for cs in charges.values() for c in cs)
     assert sum(c.rounded for c in charges["alpha"]) == D("2022.60")
+
+
+def test_the_bundled_samples_june_shows_its_corrections_of_may(tmp_path):
+    from billing.config import default_organization_path, load_organization
+    from billing.usage import load_usage
+
+    org = load_organization(default_organization_path())
+    june = Month(2022, 6)
+    ingested = ingest_month(org, june, SnapshotStore(tmp_path / "snap"))
+    assert ingested.corrected_months == ("2022-05",)
+    usage = load_usage(org, june)
+    charges = price_month(org, june, attribute(org, ingested, usage), usage)
+    corrections = {(community, c.description) for community, cs in charges.items() for c in cs
+                   if dict(c.details).get("corrects") == "2022-05"}
+    assert ("cvu", "Correction to May 2022 charges: Compute, hub cvu-prod") in corrections
+    assert ("volta", "Correction to May 2022 charges: Networking, hub africa-volta: share of shared cluster "
+                     "africa") in corrections
+    assert ("volta", "Correction to May 2022 charges: Sales tax charged by the cloud provider, hub africa-volta: "
+                     "share of shared cluster africa") in corrections
+    # sahel-osn joined in June: May's correction is not its to pay.
+    assert {community for community, _ in corrections} == {"cvu", "kilimanjaro", "volta", "gl-bioinfo"}
