@@ -119,8 +119,8 @@ def attribute(org: Organization, ingested: IngestedMonth, usage: MonthUsage,
 
     `corrected_usage` is the usage of the months that corrections correct
     (`ingested.corrected_months`), to split a shared cluster's overhead
-    correction as the corrected month was split; without it, this month's
-    usage is used, and the note says so.
+    correction as the corrected month was split; without it (or when it has
+    no usage row at all), this month's usage is used, and the note says so.
     """
     month = str(ingested.month)
     clusters = {(c.provider, sub): c for c in org.clusters for sub in c.sub_accounts}
@@ -209,13 +209,13 @@ def split_shared_correction(org, cluster, provider, account, currency, component
                             corrects: str, corrected_usage: Mapping[str, MonthUsage]):
     """Split a shared cluster's overhead correction among the hubs active in the month it corrects.
 
-    Weighted by that month's usage when known (rule `usage`), else by this
-    month's usage, or by this month's direct cost (rule `direct_cost`: the
-    corrected month's cost is not at hand); the note names the month whose
-    weights were used.
+    Weighted by that month's usage when known (rule `usage`; a month without
+    a single usage row is not known), else by this month's usage, or by this
+    month's direct cost (rule `direct_cost`: the corrected month's cost is
+    not at hand); the note names the month whose weights were used.
     """
     rule = cluster.split.rule if cluster.split else "even"
-    if rule == "usage" and corrects in corrected_usage:
+    if rule == "usage" and corrects in corrected_usage and corrected_usage[corrects].by_hub:
         weights_month, usage = corrects, corrected_usage[corrects]
     else:
         weights_month = month

@@ -176,10 +176,12 @@ def test_a_shared_correction_is_split_by_the_corrected_months_usage_when_known(t
     assert known[("alpha-shared", "2021-12")] == (
         D("2.00"), "correction to December 2021: split by memory requested in December 2021: 20.00% of shared overhead")
     assert known[("beta-shared", "2021-12")][0] == D("8.00")
-    # Without December's usage, January's is used, and the note says so.
+    # Without December's usage (or with none of its rows: the usage files do not reach back), January's is used,
+    # and the note says so.
     unknown = split(attribute(org, groups, january))
     assert unknown[("alpha-shared", "2021-12")] == (
         D("7.50"), "correction to December 2021: split by memory requested in January 2022: 75.00% of shared overhead")
+    assert split(attribute(org, groups, january, {"2021-12": MonthUsage("memory requested")})) == unknown
 
 
 def test_corrections_do_not_count_as_a_hubs_own_cost_for_the_direct_cost_rule(tmp_path):
