@@ -16,6 +16,12 @@ Rules, in order, for each aggregated cost group:
    A cluster none of whose rows carries its hub tag never gets here: that is
    a wrong hub_tag, not overhead, and ingest refuses the month
    (`billing.ingest.hub_tag_problem`) unless the cluster says untagged_ok.
+Corrections (FOCUS ChargeClass "Correction") follow the same rules but
+are kept apart from the month's own cost, with the month they correct: a
+shared cluster's overhead correction is a pool of its own, split among the
+hubs active in the corrected month, by that month's usage when the caller
+gives it (`corrected_usage`), else by this month's weights, and the note says
+which. Corrections never count as a hub's own cost in the `direct_cost` rule.
 Splits use the largest-remainder method, so parts add up to the whole
 exactly. `reconcile` then checks input = attributed + unattributed per
 provider and billing account, to the last digit, and fails loudly if not.
@@ -27,11 +33,13 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Mapping
 
 from billing.config import Cluster, Organization
 from billing.errors import ReconciliationError
 from billing.ingest import CostGroup, IngestedMonth
 from billing.money import ZERO, allocate
+from billing.months import Month
 from billing.usage import MonthUsage
 
 UNATTRIBUTED = "unattributed"
@@ -50,6 +58,7 @@ class AttributedCost:
     currency: str
     cost: Decimal            # exact
     note: str = ""           # why: the split rule and share, or why it is unattributed
+    corrects: str | None = None   # a correction (FOCUS ChargeClass) of this earlier month, YYYY-MM
 
 
 @dataclass(frozen=True)
@@ -82,15 +91,19 @@ def _active_hubs(org: Organization, cluster: Cluster, month: str) -> list:
 
 
 def split_weights(cluster: Cluster, hubs: list, usage: MonthUsage,
-                  direct: dict[str, Decimal]) -> tuple[list[Decimal], str]:
-    """The weights of a shared cluster's hubs and a sentence saying how they were chosen."""
+                  direct: dict[str, Decimal], period: str = "") -> tuple[list[Decimal], str]:
+    """The weights of a shared cluster's hubs and a sentence saying how they were chosen.
+
+    `period` names the month the usage or cost is from when that is not
+    the month being split (" in May 2022").
+    """
     rule = cluster.split.rule if cluster.split else "even"
     if rule == "usage":
         weights = [usage.by_hub.get(h.id, ZERO) for h in hubs]
-        how = f"by {usage.measure}"
+        how = f"by {usage.measure}{period}"
     elif rule == "direct_cost":
         weights = [max(direct.get(h.id, ZERO), ZERO) for h in hubs]
-        how = "by each hub's own cloud cost"
+        how = f"by each hub's own cloud cost{period}"
     else:
         weights = [Decimal(1)] * len(hubs)
         how = "evenly"
@@ -100,8 +113,15 @@ def split_weights(cluster: Cluster, hubs: list, usage: MonthUsage,
     return weights, how
 
 
-def attribute(org: Organization, ingested: IngestedMonth, usage: MonthUsage) -> list[AttributedCost]:
-    """Attribute every cost group; the result's costs add up to the input exactly."""
+def attribute(org: Organization, ingested: IngestedMonth, usage: MonthUsage,
+              corrected_usage: Mapping[str, MonthUsage] | None = None) -> list[AttributedCost]:
+    """Attribute every cost group; the result's costs add up to the input exactly.
+
+    `corrected_usage` is the usage of the months that corrections correct
+    (`ingested.corrected_months`), to split a shared cluster's overhead
+    correction as the corrected month was split; without it (or when it has
+    no usage row at all), this month's usage is used, and the note says so.
+    """
     month = str(ingested.month)
     clusters = {(c.provider, sub): c for c in org.clusters for sub in c.sub_accounts}
     hubs_by_sub = {(h.cluster, h.sub_account): h for h in org.hubs if h.sub_account}
@@ -113,7 +133,8 @@ def attribute(org: Organization, ingested: IngestedMonth, usage: MonthUsage) -> 
     for g in ingested.groups:
         component = component_of(g)
         cluster = clusters.get((g.provider, g.sub_account))
-        base = dict(provider=g.provider, billing_account=g.billing_account, component=component, currency=g.currency)
+        base = dict(provider=g.provider, billing_account=g.billing_account, component=component, currency=g.currency,
+                    corrects=g.corrects)
         if cluster is None:
             why = (f"sub-account {g.sub_account!r} of {g.provider} billing account {g.billing_account!r} "
                    "belongs to no configured cluster") if g.sub_account else "the row has no sub-account"
@@ -127,7 +148,8 @@ def attribute(org: Organization, ingested: IngestedMonth, usage: MonthUsage) -> 
         if hub is not None:
             result.append(AttributedCost(**base, cluster=cluster.id, hub=hub.id, community=hub.community,
                                          allocation="direct", cost=g.cost))
-            direct[(cluster.id, g.currency, hub.id)] += g.cost
+            if g.corrects is None:
+                direct[(cluster.id, g.currency, hub.id)] += g.cost
         elif cluster.tenancy == "dedicated":
             note = f"tag {cluster.hub_tag}={tag!r} names no hub; cluster is dedicated" if tag else ""
             result.append(AttributedCost(**base, cluster=cluster.id, hub=None, community=cluster.community,
@@ -137,12 +159,17 @@ def attribute(org: Organization, ingested: IngestedMonth, usage: MonthUsage) -> 
                                          allocation=UNATTRIBUTED, cost=g.cost,
                                          note=f"tag {cluster.hub_tag}={tag!r} names no hub on shared cluster {cluster.id!r}"))
         else:
-            pools[(cluster.id, g.provider, g.billing_account, g.currency, component)] += g.cost
+            pools[(cluster.id, g.provider, g.billing_account, g.currency, component, g.corrects or "")] += g.cost
 
-    for (cluster_id, provider, account, currency, component), total in sorted(pools.items()):
-        result.extend(split_shared_cost(org, org.cluster(cluster_id), provider, account, currency, component, total,
-                                        usage, {h: c for (cl, cur, h), c in direct.items()
-                                                if cl == cluster_id and cur == currency}, month))
+    for (cluster_id, provider, account, currency, component, corrects), total in sorted(pools.items()):
+        hub_costs = {h: c for (cl, cur, h), c in direct.items() if cl == cluster_id and cur == currency}
+        cluster = org.cluster(cluster_id)
+        if corrects:
+            result.extend(split_shared_correction(org, cluster, provider, account, currency, component, total, usage,
+                                                  hub_costs, month, corrects, corrected_usage or {}))
+        else:
+            result.extend(split_shared_cost(org, cluster, provider, account, currency, component, total,
+                                            usage, hub_costs, month))
     return [_unless_inactive(org, a, month) for a in result]
 
 
@@ -156,19 +183,44 @@ def _unless_inactive(org: Organization, cost: AttributedCost, month: str) -> Att
         f"active_until {c.active_until or '-'}) but hub {cost.hub or '(cluster overhead)'} has cost"))
 
 
-def split_shared_cost(org, cluster, provider, account, currency, component, total, usage, direct, month):
-    """Split one pool of a shared cluster's overhead among its hubs."""
-    base = dict(provider=provider, billing_account=account, component=component, currency=currency)
+def split_shared_cost(org, cluster, provider, account, currency, component, total, usage, direct, month,
+                      corrects: str | None = None, period: str = ""):
+    """Split one pool of a shared cluster's overhead among the hubs active in `month`.
+
+    For a correction, `month` is the corrected month, `corrects` says so and
+    `period` says whose weights were used (" in May 2022").
+    """
+    base = dict(provider=provider, billing_account=account, component=component, currency=currency,
+                corrects=corrects)
+    about = f"correction to {Month.parse(corrects).label()}: " if corrects else ""
     hubs = _active_hubs(org, cluster, month)
     if not hubs:
         return [AttributedCost(**base, cluster=cluster.id, hub=None, community=None, allocation=UNATTRIBUTED,
-                               cost=total, note=f"shared cluster {cluster.id!r} has no active hub in {month}")]
-    weights, how = split_weights(cluster, hubs, usage, direct)
+                               cost=total, note=f"{about}shared cluster {cluster.id!r} has no active hub in {month}")]
+    weights, how = split_weights(cluster, hubs, usage, direct, period)
     weight_sum = sum(weights, ZERO)
     parts = allocate(total, weights)
     return [AttributedCost(**base, cluster=cluster.id, hub=h.id, community=h.community, allocation="shared", cost=p,
-                           note=f"split {how}: {_percent(w, weight_sum)} of {cluster.id} overhead")
+                           note=f"{about}split {how}: {_percent(w, weight_sum)} of {cluster.id} overhead")
             for h, w, p in zip(hubs, weights, parts)]
+
+
+def split_shared_correction(org, cluster, provider, account, currency, component, total, usage, direct, month,
+                            corrects: str, corrected_usage: Mapping[str, MonthUsage]):
+    """Split a shared cluster's overhead correction among the hubs active in the month it corrects.
+
+    Weighted by that month's usage when known (rule `usage`; a month without
+    a single usage row is not known), else by this month's usage, or by this
+    month's direct cost (rule `direct_cost`: the corrected month's cost is
+    not at hand); the note names the month whose weights were used.
+    """
+    rule = cluster.split.rule if cluster.split else "even"
+    if rule == "usage" and corrects in corrected_usage and corrected_usage[corrects].by_hub:
+        weights_month, usage = corrects, corrected_usage[corrects]
+    else:
+        weights_month = month
+    return split_shared_cost(org, cluster, provider, account, currency, component, total, usage, direct,
+                             corrects, corrects=corrects, period=f" in {Month.parse(weights_month).label()}")
 
 
 def _percent(weight: Decimal, total: Decimal) -> str:

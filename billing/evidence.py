@@ -36,6 +36,7 @@ class AttributionLine:
     provider: str
     billing_account: str
     note: str = ""
+    corrects: str = ""       # a correction (FOCUS ChargeClass) of this earlier month, YYYY-MM; "" for the month's own
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,11 @@ def merge_attribution(attributed: list[AttributedCost]) -> tuple[AttributionLine
     notes: dict[tuple, str] = {}
     for a in attributed:
         key = (a.cluster or "", a.hub or "", a.community or "", a.component, a.allocation, a.currency, a.provider,
-               a.billing_account)
+               a.billing_account, a.corrects or "")
         merged[key] += a.cost
         if a.note:
             notes[key] = a.note
-    return tuple(AttributionLine(*k[:6], merged[k], k[6], k[7], notes.get(k, "")) for k in sorted(merged))
+    return tuple(AttributionLine(*k[:6], merged[k], k[6], k[7], notes.get(k, ""), k[8]) for k in sorted(merged))
 
 
 def evidence_of(ingested: IngestedMonth, attributed: list[AttributedCost],

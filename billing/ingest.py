@@ -9,6 +9,12 @@ have other types than the rest of their set are read by a query of their
 own, and the exact sums are added. Nothing loops over rows in Python;
 what comes back is a few hundred groups.
 
+A row whose ChargeClass is "Correction" fixes an already-invoiced period:
+it stays in a group of its own, which records the month it corrects (that
+of its ChargePeriodStart), so the invoice can show it as a correction
+instead of netting it into the month's usage. ChargeClass is optional: a
+file without it has no corrections.
+
 A cluster with cost in the month but not one row carrying its hub tag stops
 the month: its hub_tag is almost surely misspelled, and all its cost would
 silently become overhead.
@@ -58,6 +64,8 @@ class CostGroup:
     currency: str
     cost: Decimal
     rows: int
+    # ChargeClass "Correction": the month (YYYY-MM) of the rows' ChargePeriodStart, the period they correct.
+    corrects: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,11 @@ class IngestedMonth:
     def tag(self, group: CostGroup, key: str) -> str | None:
         return group.tags[self.tag_keys.index(key)]
 
+    @property
+    def corrected_months(self) -> tuple[str, ...]:
+        """The months (YYYY-MM) that this month's Correction rows correct, oldest first."""
+        return tuple(sorted({g.corrects for g in self.groups if g.corrects}))
+
 
 def provider_key(provider_name: str | None) -> str:
     name = (provider_name or "").lower()
@@ -144,11 +157,13 @@ class _Scan:
     cost_type: str
     tags_type: str
     estimated: bool         # some file of the scan has x_Estimated (union_by_name fills NULL in the others)
+    charge_class: bool = False    # some file has ChargeClass (optional in the files this tool reads)
+    charge_period: bool = False   # some file has ChargePeriodStart (needed by a Correction row)
 
 
 def _check_columns(con, files: CostFiles) -> list[_Scan]:
     """Every file must have the FOCUS columns ingest needs; returns the files grouped by the types that matter."""
-    by_types: dict[tuple[str, str], list[tuple[str, bool]]] = {}
+    by_types: dict[tuple[str, str], list[tuple[str, set[str]]]] = {}
     for path in files.paths:
         file_types = _column_types(con, files, path)
         missing = [c for c in (*REQUIRED_FOCUS_COLUMNS, files.cost_column) if c not in file_types]
@@ -156,10 +171,13 @@ def _check_columns(con, files: CostFiles) -> list[_Scan]:
             raise InputError(f"{path}: missing FOCUS column(s) {', '.join(missing)} "
                              f"(found: {', '.join(list(file_types)[:12])}{', ...' if len(file_types) > 12 else ''})")
         key = (file_types[files.cost_column], file_types["Tags"])
-        by_types.setdefault(key, []).append((path, "x_Estimated" in file_types))
-    return [_Scan(dataclasses.replace(files, paths=tuple(p for p, _ in found)), cost_type, tags_type,
-                  any(est for _, est in found))
-            for (cost_type, tags_type), found in by_types.items()]
+        by_types.setdefault(key, []).append((path, set(file_types)))
+    scans = []
+    for (cost_type, tags_type), found in by_types.items():
+        present = set().union(*(columns for _, columns in found))
+        scans.append(_Scan(dataclasses.replace(files, paths=tuple(p for p, _ in found)), cost_type, tags_type,
+                           "x_Estimated" in present, "ChargeClass" in present, "ChargePeriodStart" in present))
+    return scans
 
 
 def _money_expr(column: str, sql_type: str) -> str:
@@ -216,12 +234,25 @@ def aggregate_files(files: CostFiles, month: Month, tag_keys: tuple[str, ...],
     return list(merged.values()), any_estimated
 
 
+# FOCUS ChargeClass: null (empty in CSV) for a regular charge, "Correction" for a fix to an earlier period.
+CORRECTION = "Correction"
+
+
+def _charge_class_sql(scan: _Scan) -> str:
+    return "NULLIF(trim(CAST(ChargeClass AS VARCHAR)), '')" if scan.charge_class else "CAST(NULL AS VARCHAR)"
+
+
+def _charge_period_sql(scan: _Scan) -> str:
+    return "TRY_CAST(ChargePeriodStart AS TIMESTAMPTZ)" if scan.charge_period else "CAST(NULL AS TIMESTAMPTZ)"
+
+
 def _aggregate_scan(con, scan: _Scan, month: Month, tag_keys: tuple[str, ...]) -> tuple[list[CostGroup], bool]:
     """One DuckDB scan over files with the same column types."""
     files = scan.files
     cost = _money_expr(files.cost_column, scan.cost_type)
     tag_values, tags = _tags_expr(tag_keys, scan.tags_type)
     estimated = "x_Estimated" if scan.estimated else "false"
+    correction = f"charge_class = '{CORRECTION}'"
     query = f"""
         WITH src AS (
             SELECT TRY_CAST(BillingPeriodStart AS TIMESTAMPTZ) AS period,
@@ -229,14 +260,19 @@ def _aggregate_scan(con, scan: _Scan, month: Month, tag_keys: tuple[str, ...]) -
                    CAST(SubAccountId AS VARCHAR) AS sub_account, CAST(ChargeCategory AS VARCHAR) AS category,
                    CAST(ServiceName AS VARCHAR) AS service, CAST(ServiceCategory AS VARCHAR) AS service_category,
                    CAST(BillingCurrency AS VARCHAR) AS currency, {cost} AS cost,
-                   TRY_CAST({estimated} AS BOOLEAN) AS estimated, {tag_values} AS tag_values
+                   TRY_CAST({estimated} AS BOOLEAN) AS estimated, {tag_values} AS tag_values,
+                   {_charge_class_sql(scan)} AS charge_class, {_charge_period_sql(scan)} AS charge_period
             FROM {_reader(files, files.paths)}
         )
         SELECT provider, account, sub_account, category, service, service_category, currency,
+               CASE WHEN {correction} THEN strftime(charge_period, '%Y-%m') END AS corrects,
                {''.join(f'{t} AS tag_{i}, ' for i, t in enumerate(tags))}
                sum(cost) AS cost, count(*) AS n,
                count(*) FILTER (WHERE cost IS NULL) AS bad_cost,
                count(*) FILTER (WHERE period IS NULL) AS bad_period,
+               count(*) FILTER (WHERE charge_class IS NOT NULL AND NOT {correction}) AS bad_class,
+               count(*) FILTER (WHERE {correction} AND (charge_period IS NULL
+                                OR charge_period >= TIMESTAMPTZ '{month.end} 00:00:00+00')) AS bad_charge_period,
                coalesce(bool_or(estimated), false) AS estimated
         FROM src
         WHERE period IS NULL OR ({_in_month_sql("period", month)})
@@ -249,16 +285,18 @@ def _aggregate_scan(con, scan: _Scan, month: Month, tag_keys: tuple[str, ...]) -
     groups, any_estimated = [], False
     n_tags = len(tags)
     for r in rows:
-        provider, account, sub, category, service, scat, currency = r[:7]
-        tag_values = tuple(r[7:7 + n_tags])
-        total, n, bad_cost, bad_period, est = r[7 + n_tags:]
-        if bad_cost or bad_period:
-            _raise_bad_value(con, files, month, cost, "bad_cost" if bad_cost else "bad_period")
+        provider, account, sub, category, service, scat, currency, corrects = r[:8]
+        tag_values = tuple(r[8:8 + n_tags])
+        total, n, bad_cost, bad_period, bad_class, bad_charge_period, est = r[8 + n_tags:]
+        for problem, count in (("bad_cost", bad_cost), ("bad_period", bad_period), ("bad_class", bad_class),
+                               ("bad_charge_period", bad_charge_period)):
+            if count:
+                _raise_bad_value(con, scan, month, cost, problem)
         _check_group(con, files, category, currency, account)
         any_estimated = any_estimated or bool(est)
         # Sub-account ids compare case-insensitively (Azure subscription GUIDs come in both cases).
         groups.append(CostGroup(provider_key(provider), account, sub.lower() if sub else None, tag_values, category,
-                                service or "", scat or "", currency, total, n))
+                                service or "", scat or "", currency, total, n, corrects))
     return groups, any_estimated
 
 
@@ -267,14 +305,32 @@ def _in_month_sql(column: str, month: Month) -> str:
             f"AND {column} < TIMESTAMPTZ '{month.end} 00:00:00+00'")
 
 
-def _raise_bad_value(con, files: CostFiles, month: Month, cost_expr: str, problem: str) -> None:
+def _raise_bad_value(con, scan: _Scan, month: Month, cost_expr: str, problem: str) -> None:
     """Find the first offending row and name its file, field and value."""
+    files = scan.files
+    in_month = _in_month_sql("TRY_CAST(BillingPeriodStart AS TIMESTAMPTZ)", month)
+    correction = f"{_charge_class_sql(scan)} = '{CORRECTION}'"
     if problem == "bad_cost":
         column, condition = files.cost_column, f"{cost_expr} IS NULL"
         expected = "a decimal number (FOCUS money columns are never empty)"
-    else:
+    elif problem == "bad_period":
         column, condition = "BillingPeriodStart", "TRY_CAST(BillingPeriodStart AS TIMESTAMPTZ) IS NULL"
         expected = "a UTC timestamp such as 2022-01-01T00:00:00Z"
+    elif problem == "bad_class":
+        column = "ChargeClass"
+        condition = f"{_charge_class_sql(scan)} IS NOT NULL AND NOT {correction} AND {in_month}"
+        expected = f"empty or {CORRECTION!r} (FOCUS ChargeClass: {CORRECTION} marks a fix to an earlier period)"
+    else:
+        column = "ChargePeriodStart"
+        expected = (f"a UTC timestamp no later than {month} (a {CORRECTION} row's ChargePeriodStart names the "
+                    "period it corrects)")
+        if not scan.charge_period:
+            row = con.execute(f"SELECT filename FROM {_reader(files, files.paths, True)} "
+                              f"WHERE {correction} AND {in_month} LIMIT 1").fetchone()
+            raise InputError(f"{row[0] if row else files.source}: field {column}: missing, but a row has ChargeClass "
+                             f"{CORRECTION!r}; it must be {expected}")
+        condition = (f"{correction} AND {in_month} AND ({_charge_period_sql(scan)} IS NULL "
+                     f"OR {_charge_period_sql(scan)} >= TIMESTAMPTZ '{month.end} 00:00:00+00')")
     row = con.execute(f'SELECT filename, CAST("{column}" AS VARCHAR) FROM {_reader(files, files.paths, True)} '
                       f"WHERE {condition} LIMIT 1").fetchone()
     path, value = row if row else ("?", None)

@@ -73,9 +73,9 @@ def write_invoices_csv(path: Path, documents: list[Invoice], pdf_names: dict) ->
 
 def write_attribution_csv(path: Path, lines: Iterable[AttributionLine]) -> None:
     header = ["cluster", "hub", "community", "component", "allocation", "currency", "cost", "provider",
-              "billing_account", "note"]
+              "billing_account", "note", "corrects"]
     write_csv(path, header, ([l.cluster, l.hub, l.community, l.component, l.allocation, l.currency, l.cost,
-                              l.provider, l.billing_account, l.note] for l in lines))
+                              l.provider, l.billing_account, l.note, l.corrects] for l in lines))
 
 
 def write_reconciliation_csv(path: Path, rows: Iterable[ReconciliationRow]) -> None:

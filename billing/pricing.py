@@ -22,7 +22,8 @@ from pricing_models import Charge, CloudCost, PricingContext, build_model
 
 def cloud_costs_of(org: Organization, community: Community, month: Month,
                    attributed: list[AttributedCost]) -> tuple[CloudCost, ...]:
-    """The community's attributed costs, merged per (cluster, hub, component, allocation), in its currency."""
+    """The community's attributed costs, merged per (cluster, hub, component, allocation, corrected month), in
+    its currency; the month's own costs first, then the corrections, oldest corrected month first."""
     merged: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
     notes: dict[tuple, str] = {}
     for a in attributed:
@@ -37,13 +38,13 @@ def cloud_costs_of(org: Organization, community: Community, month: Month,
                     f"in {month}; add exchange_rates: [{{month: '{month}', from: {a.currency}, to: "
                     f"{community.currency}, rate: '...'}}] to the configuration")
             amount = amount * rate
-        key = (a.cluster, a.hub, a.component, a.allocation)
+        key = (a.cluster, a.hub, a.component, a.allocation, a.corrects)
         merged[key] += amount
         if a.note:
             notes[key] = a.note
     order = {"direct": 0, "shared": 1, "cluster": 2}
-    keys = sorted(merged, key=lambda k: (k[1] is None, k[1] or "", order.get(k[3], 9), k[0], k[2]))
-    return tuple(CloudCost(k[0], k[1], k[2], k[3], merged[k], notes.get(k, "")) for k in keys)
+    keys = sorted(merged, key=lambda k: (k[4] or "", k[1] is None, k[1] or "", order.get(k[3], 9), k[0], k[2]))
+    return tuple(CloudCost(k[0], k[1], k[2], k[3], merged[k], notes.get(k, ""), k[4]) for k in keys)
 
 
 def price_community(org: Organization, community: Community, month: Month, attributed: list[AttributedCost],

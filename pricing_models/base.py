@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar, Iterable, Sequence
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from billing.money import ZERO, round_money, to_decimal
+from billing.money import ZERO, format_percent, round_money, to_decimal
 from billing.months import Month
 
 # Invoice sections by charge kind, in the order they appear on an invoice.
@@ -73,6 +73,7 @@ class CloudCost:
     allocation: str          # "direct", "shared" (split of a shared cluster's overhead) or "cluster" (dedicated overhead)
     amount: Decimal          # exact, already in the invoicing currency
     note: str = ""
+    corrects: str | None = None   # a correction (FOCUS ChargeClass) of this earlier month, YYYY-MM
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,15 @@ class PricingModel:
 def percent_text(value: Decimal) -> str:
     """A percentage as people write it: 50, 12.5 (no exponent, no trailing zeros)."""
     return format(value.normalize(), "f")
+
+
+def percent_number(value: Decimal) -> str:
+    """The number of a percentage as `billing.money.format_percent` prints it, without the sign: 50, 12.5, 1,000.
+
+    A `{percent}` placeholder is filled with it, so a template's "{percent}%"
+    reads exactly as format_percent writes the percentage.
+    """
+    return format_percent(value).removesuffix("%")
 
 
 def rounded_sum(charges: Iterable[Charge], kinds: Iterable[str] | None = None, bill_to: str | None = None) -> Decimal:

@@ -11,6 +11,7 @@ from typing import Literal, Sequence
 
 from pydantic import model_validator
 
+from billing.money import format_money, format_percent
 from pricing_models.base import (Charge, ModelParams, PositiveMoney, PricingContext, PricingModel, Share, percent_text,
                                  register, rounded_sum, scope_sum)
 
@@ -22,11 +23,11 @@ class Discount(PricingModel):
     """`percent` of, or `amount` off, the charges so far in `applies_to`, limited to them and to the bill so far."""
 
     class Params(ModelParams):
-        placeholders = ("discount", "scope")
+        placeholders = ("discount", "scope", "base")
         percent: Share | None = None
         amount: PositiveMoney | None = None
         applies_to: Literal["all", "fees", "cloud"] = "all"
-        description: str = "Discount: {discount} off {scope}"
+        description: str = "Discount: {discount} off {scope} of {base}"
 
         @model_validator(mode="after")
         def _percent_or_amount(self):
@@ -47,5 +48,8 @@ class Discount(PricingModel):
         shown = f"{percent_text(percent)}%" if percent is not None else f"{amount} {ctx.currency}"
         details = (("applies_to", scope), ("base", str(base)), ("discount", shown)) + (
             (("limited_to", str(room)),) if off < wanted else ())
-        return [Charge("discount", self.describe(discount=shown, scope=SCOPE_LABELS[scope]), -off, ctx.currency,
+        described = self.describe(
+            discount=format_percent(percent) if percent is not None else format_money(amount, ctx.currency),
+            scope=SCOPE_LABELS[scope], base=format_money(base, ctx.currency))
+        return [Charge("discount", described, -off, ctx.currency,
                        quantity=percent, unit="%" if percent is not None else None, details=details)]

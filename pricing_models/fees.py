@@ -4,7 +4,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal, Sequence
 
-from pricing_models.base import (Charge, ModelParams, Money, Percent, PricingContext, PricingModel, percent_text,
+from billing.money import format_money
+from pricing_models.base import (Charge, ModelParams, Money, Percent, PricingContext, PricingModel, percent_number,
                                  register, rounded_sum)
 
 
@@ -19,8 +20,8 @@ class FixedFee(PricingModel):
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         amount = self.params.amount
-        return [Charge("fee", self.describe(amount=amount, currency=ctx.currency), amount, ctx.currency,
-                       quantity=Decimal(1), unit="month", unit_price=amount)]
+        return [Charge("fee", self.describe(amount=format_money(amount, ctx.currency), currency=ctx.currency),
+                       amount, ctx.currency, quantity=Decimal(1), unit="month", unit_price=amount)]
 
 
 @register("tier_fee")
@@ -47,16 +48,17 @@ class DedicatedUplift(PricingModel):
     """A percentage on the fees so far when the community has a dedicated cluster."""
 
     class Params(ModelParams):
-        placeholders = ("percent",)
+        placeholders = ("percent", "base")
         percent: Percent
-        description: str = "Dedicated cluster (+{percent}% on service fees)"
+        description: str = "Dedicated cluster: +{percent}% on service fees of {base}"
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         base = rounded_sum(earlier, kinds={"fee", "usage"})
         if not ctx.dedicated or base == 0:
             return []
         percent = self.params.percent
-        return [Charge("uplift", self.describe(percent=percent_text(percent)), base * percent / 100,
-                       ctx.currency, quantity=percent, unit="%", unit_price=None,
+        described = self.describe(percent=percent_number(percent), base=format_money(base, ctx.currency))
+        return [Charge("uplift", described, base * percent / 100, ctx.currency, quantity=percent, unit="%",
+                       unit_price=None,
                        details=(("base", str(base)), ("percent", str(percent))))]
 

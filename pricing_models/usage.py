@@ -4,8 +4,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Sequence
 
+from babel.numbers import format_decimal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from billing.money import LOCALE
 from pricing_models.base import Charge, ModelParams, Money, PricingContext, PricingModel, register
 
 
@@ -54,7 +56,12 @@ class GraduatedUsage(PricingModel):
         mau = ctx.total_mau
         lines = []
         for first, last, units, price in graduated(mau, self.params.tiers):
-            lines.append(Charge("usage", self.describe(first=first, last=last),
+            lines.append(Charge("usage", self.describe(first=_count(first), last=_count(last)),
                                 units * price, ctx.currency, quantity=Decimal(units), unit=self.params.unit,
                                 unit_price=price, details=(("total_mau", str(mau)),)))
         return lines
+
+
+def _count(n: int) -> str:
+    """A number of users as documents print numbers: 1,001."""
+    return format_decimal(n, locale=LOCALE)

@@ -332,3 +332,136 @@ def test_a_long_list_of_tag_keys_is_cut_short(tmp_path):
     with pytest.raises(InputError, match=r"tag keys found on its rows: 'Owner' \(differs only in case\), 'key00', "
                                          r"'key01', .*'key10' and 4 more; fix hub_tag"):
         ingest_month(_org(tmp_path, rows, hub_tag="owner"), JAN, SnapshotStore(tmp_path / "snap")).refuse_untagged()
+
+
+# ---- corrections (FOCUS ChargeClass "Correction") ----------------------------------------------------------------
+
+
+def _correction(sub, cost, corrects_period, **kwargs):
+    """A row of January's export that corrects the period starting at `corrects_period`."""
+    row = focus_row(sub, cost, **kwargs)
+    row[4], row[6] = corrects_period, "Correction"
+    return row
+
+
+def _by_correction(ingested):
+    found = {}
+    for g in ingested.groups:
+        key = (g.sub_account, g.tags[0], g.corrects)
+        found[key] = found.get(key, D(0)) + g.cost
+    return found
+
+
+def test_a_correction_is_a_group_of_its_own_with_the_month_it_corrects(tmp_path):
+    rows = [focus_row(SHARED, "100.00", tags={"2i2c:hub-name": "alpha"}),
+            _correction(SHARED, "-12.34", "2021-12-17T00:00:00Z", tags={"2i2c:hub-name": "alpha"}),   # a refund
+            _correction(SHARED, "0.50", "2021-11-01T00:00:00Z"),                     # untagged: shared overhead
+            _correction(SHARED, "0.25", "2021-11-30T23:00:00-05:00"),                # December 1st in UTC
+            _correction(DEDICATED, "3.00", "2022-01-05T00:00:00Z", tags={"2i2c:hub-name": "prod"})]  # this month
+    got = _ingest(tmp_path, rows)
+    assert _by_correction(got) == {
+        (SHARED, "alpha", None): D("100.00"), (SHARED, "alpha", "2021-12"): D("-12.34"),
+        (SHARED, None, "2021-11"): D("0.50"), (SHARED, None, "2021-12"): D("0.25"),
+        (DEDICATED, "prod", "2022-01"): D("3.00")}
+    assert got.corrected_months == ("2021-11", "2021-12", "2022-01")
+    assert sum(g.cost for g in got.groups) == D("91.41")
+
+
+def test_files_without_charge_class_have_no_corrections(tmp_path):
+    import csv
+
+    path = write_focus_csv(tmp_path / "focus" / "2022-01.csv", small_focus_rows())
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    drop = rows[0].index("ChargeClass")
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([c for i, c in enumerate(row) if i != drop] for row in rows)
+    got = ingest_month(small_org(tmp_path), JAN, SnapshotStore(tmp_path / "snap"))
+    assert sum(g.cost for g in got.groups) == D("582.1800000001")
+    assert {g.corrects for g in got.groups} == {None} and got.corrected_months == ()
+
+
+def _parquet_with_class(path, rows, *, with_class=True, period_type=pa.timestamp("us", "UTC")):
+    """rows: (cost, ChargeClass, ChargePeriodStart as a datetime or text); all of the shared cluster, hub alpha."""
+    import datetime as dt
+
+    ts = dt.datetime(2022, 1, 1, tzinfo=dt.timezone.utc)
+    n = len(rows)
+    columns = {
+        "ProviderName": ["AWS"] * n, "BillingAccountId": ["999900000000"] * n, "SubAccountId": [SHARED] * n,
+        "BillingPeriodStart": pa.array([ts] * n, pa.timestamp("us", "UTC")), "ChargeCategory": ["Usage"] * n,
+        "ServiceName": ["EC2"] * n, "ServiceCategory": ["Compute"] * n,
+        "BilledCost": pa.array([D(r[0]) for r in rows], pa.decimal128(38, 10)), "BillingCurrency": ["USD"] * n,
+        "Tags": ['{"2i2c:hub-name": "alpha"}'] * n,
+        "ChargePeriodStart": pa.array([r[2] for r in rows], period_type),
+    }
+    if with_class:
+        columns["ChargeClass"] = pa.array([r[1] for r in rows], pa.string())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+
+
+def test_parquet_corrections_and_a_glob_where_only_some_files_have_charge_class(tmp_path):
+    import datetime as dt
+
+    may = dt.datetime(2021, 5, 3, tzinfo=dt.timezone.utc)
+    jan = dt.datetime(2022, 1, 1, tzinfo=dt.timezone.utc)
+    _parquet_with_class(tmp_path / "pq" / "a.parquet", [("10.00", None, jan), ("-4.25", "Correction", may)])
+    _parquet_with_class(tmp_path / "pq" / "b.parquet", [("1.00", None, jan)], with_class=False)
+    org = parse_organization(small_org_data("pq/*.parquet"), "o.yaml", tmp_path)
+    got = ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    assert _by_correction(got) == {(SHARED, "alpha", None): D("11.00"), (SHARED, "alpha", "2021-05"): D("-4.25")}
+
+
+def test_csv_and_parquet_give_the_same_corrections(tmp_path):
+    import datetime as dt
+
+    rows = [("7.00", None, "2022-01-01T00:00:00Z"), ("-2.00", "Correction", "2021-10-31T12:00:00Z")]
+    csv_rows = [focus_row(SHARED, c, tags={"2i2c:hub-name": "alpha"}) for c, _, _ in rows]
+    for row, (_, cls, period) in zip(csv_rows, rows):
+        row[4], row[6] = period, cls or ""
+    write_focus_csv(tmp_path / "focus" / "2022-01.csv", csv_rows)
+    from_csv = ingest_month(small_org(tmp_path), JAN, SnapshotStore(tmp_path / "snap"))
+    _parquet_with_class(tmp_path / "pq" / "a.parquet",
+                        [(c, cls, dt.datetime.fromisoformat(p.replace("Z", "+00:00"))) for c, cls, p in rows])
+    org = parse_organization(small_org_data("pq/*.parquet"), "o.yaml", tmp_path)
+    from_parquet = ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    assert _by_correction(from_csv) == _by_correction(from_parquet) == {
+        (SHARED, "alpha", None): D("7.00"), (SHARED, "alpha", "2021-10"): D("-2.00")}
+
+
+@pytest.mark.parametrize("charge_class,period,field,message", [
+    ("correction", "2021-12-01T00:00:00Z", "ChargeClass",
+     "'correction' is not empty or 'Correction' (FOCUS ChargeClass: Correction marks a fix to an earlier period)"),
+    ("Regular", "2021-12-01T00:00:00Z", "ChargeClass", "'Regular' is not empty or 'Correction'"),
+    ("Correction", "", "ChargePeriodStart", "None is not a UTC timestamp no later than 2022-01 (a Correction row's "
+                                            "ChargePeriodStart names the period it corrects)"),
+    ("Correction", "soon", "ChargePeriodStart", "'soon' is not a UTC timestamp no later than 2022-01"),
+    ("Correction", "2022-02-01T00:00:00Z", "ChargePeriodStart", "'2022-02-01T00:00:00Z' is not a UTC timestamp no "
+                                                                "later than 2022-01"),
+])
+def test_a_bad_charge_class_or_corrected_period_names_file_field_value(tmp_path, charge_class, period, field, message):
+    rows = small_focus_rows()
+    rows[1][6], rows[1][4] = charge_class, period
+    path = tmp_path / "focus" / "2022-01.csv"
+    with pytest.raises(InputError) as err:
+        _ingest(tmp_path, rows)
+    assert str(err.value).startswith(f"{path}: field {field}: {message}")
+
+
+def test_a_bad_charge_class_in_another_month_does_not_stop_this_one(tmp_path):
+    rows = small_focus_rows()
+    rows[-1][6] = "Bogus"   # February's row
+    assert sum(g.cost for g in _ingest(tmp_path, rows).groups) == D("582.1800000001")
+
+
+def test_a_correction_needs_the_charge_period_column(tmp_path):
+    _parquet_with_class(tmp_path / "pq" / "a.parquet", [("1.00", "Correction", None)])
+    path = tmp_path / "pq" / "a.parquet"
+    table = pq.read_table(path).drop(["ChargePeriodStart"])
+    pq.write_table(table, path)
+    org = parse_organization(small_org_data("pq/*.parquet"), "o.yaml", tmp_path)
+    with pytest.raises(InputError) as err:
+        ingest_month(org, JAN, SnapshotStore(tmp_path / "snap"))
+    assert str(err.value).startswith(f"{path}: field ChargePeriodStart: missing, but a row has ChargeClass "
+                                     "'Correction'; it must be a UTC timestamp")

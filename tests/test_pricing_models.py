@@ -1,3 +1,4 @@
+import dataclasses
 from decimal import Decimal as D
 from types import SimpleNamespace
 
@@ -81,13 +82,15 @@ def test_every_declared_placeholder_is_filled_in_while_pricing():
     plan = [{"model": "tier_fee", "fees": FEES_2022, "description": "{{Tier}} {kind}"},
             {"model": "fixed_fee", "amount": "10", "description": "Flat {amount} {currency}"},
             {"model": "graduated_usage", "tiers": TIERS_2026, "description": "Users {first} to {last}"},
-            {"model": "dedicated_uplift", "percent": "12.50", "description": "Uplift {percent} %"},
+            {"model": "dedicated_uplift", "percent": "12.50", "description": "Uplift {percent} % of {base}"},
             {"model": "cloud_passthrough"},
-            {"model": "markup", "percent": "10", "description": "Markup {percent} %"},
+            {"model": "markup", "percent": "10", "description": "Markup {percent} % of {base}"},
+            {"model": "discount", "percent": "5", "description": "{discount} off {scope} ({base})"},
             {"model": "cap", "amount": "1000", "description": "Cap {amount} {currency}"}]
     described = [c.description for c in apply(plan, ctx(cloud=cloud, mau={"h1": 12}, dedicated=True))]
-    assert described == ["{Tier} Education", "Flat 10 USD", "Users 1 to 10", "Users 11 to 12", "Uplift 12.5 %",
-                         "Compute, hub h1", "Markup 10 %", "Cap 1000 USD"]
+    assert described == ["{Tier} Education", "Flat $10.00 USD", "Users 1 to 10", "Users 11 to 12",
+                         "Uplift 12.5 % of $1,120.00", "Compute, hub h1", "Markup 10 % of $5,000.00",
+                         "5% off all charges ($6,760.00)", "Cap $1,000.00 USD"]
 
 
 # ---- discounts ------------------------------------------------------------------------
@@ -107,8 +110,8 @@ def test_discount_percent_off_fees_is_its_own_adjustment_line():
     plan = [{"model": "tier_fee", "fees": FEES_2022}, {"model": "dedicated_uplift", "percent": "50"},
             {"model": "discount", "percent": "10", "applies_to": "fees"}]
     *_, discount = apply(plan, ctx("research", dedicated=True))
-    assert (discount.kind, discount.description, discount.rounded) == ("discount", "Discount: 10% off service fees",
-                                                                        D("-225.00"))
+    assert (discount.kind, discount.description, discount.rounded) == (
+        "discount", "Discount: 10% off service fees of $2,250.00", D("-225.00"))
     assert (discount.quantity, discount.unit) == (D("10"), "%")
     assert SECTIONS["discount"] == "Adjustments"
     assert dict(discount.details) == {"applies_to": "fees", "base": "2250.00", "discount": "10%"}
@@ -119,7 +122,7 @@ def test_discount_amount_is_limited_to_what_it_applies_to():
     plan = [{"model": "fixed_fee", "amount": "1000"}, {"model": "cloud_passthrough"},
             {"model": "discount", "amount": "100.00", "applies_to": "cloud", "description": "Credit {discount}"}]
     *_, discount = apply(plan, ctx(cloud=cloud))
-    assert (discount.description, discount.amount, discount.quantity) == ("Credit 100.00 USD", D("-40.00"), None)
+    assert (discount.description, discount.amount, discount.quantity) == ("Credit $100.00", D("-40.00"), None)
     assert dict(discount.details)["limited_to"] == "40.00"
 
 
@@ -127,7 +130,7 @@ def test_a_monthly_credit_never_exceeds_the_bill():
     plan = [{"model": "fixed_fee", "amount": "250.00"}, {"model": "discount", "amount": "1000"}]
     charges = apply(plan, ctx())
     assert [c.rounded for c in charges] == [D("250.00"), D("-250.00")]
-    assert charges[-1].description == "Discount: 1000 USD off all charges"
+    assert charges[-1].description == "Discount: $1,000.00 off all charges of $250.00"
 
 
 @pytest.mark.parametrize("plan", [
@@ -239,3 +242,72 @@ def test_no_subsidy_when_the_community_owes_nothing():
     plan = [{"model": "fixed_fee", "amount": "1000"}, {"model": "cloud_passthrough"},
             {"model": "subsidy", "share": "100", "applies_to": "fees"}]
     assert [c.kind for c in apply(plan, ctx(cloud=cloud, funder=funder))] == ["fee", "cloud"]
+
+
+# ---- corrections ----------------------------------------------------------------------
+
+
+def test_a_correction_is_a_cloud_line_of_its_own_and_the_markup_covers_it():
+    cloud = [CloudCost("k", "h1", "compute", "direct", D("100.00")),
+             CloudCost("k", "h1", "compute", "direct", D("-30.00"), corrects="2022-05"),
+             CloudCost("k", "h2", "storage", "shared", D("1.25"), "split evenly: 50.00% of k overhead", "2022-05"),
+             CloudCost("k", None, "core", "cluster", D("0"), corrects="2022-04")]     # nothing to show
+    charges = apply([{"model": "cloud_passthrough"}, {"model": "markup", "percent": "10"}], ctx(cloud=cloud))
+    assert [(c.kind, c.description, c.rounded) for c in charges[:3]] == [
+        ("cloud", "Compute, hub h1", D("100.00")),
+        ("cloud", "Correction to May 2022 charges: Compute, hub h1", D("-30.00")),
+        ("cloud", "Correction to May 2022 charges: Storage, hub h2: share of shared cluster k", D("1.25"))]
+    assert dict(charges[1].details) == {"allocation": "direct", "corrects": "2022-05"}
+    assert dict(charges[2].details) == {"allocation": "shared", "split": "split evenly: 50.00% of k overhead",
+                                        "corrects": "2022-05"}
+    assert (charges[1].hub, charges[1].cluster, charges[1].component) == ("h1", "k", "compute")
+    markup = charges[-1]
+    assert (markup.kind, markup.rounded, dict(markup.details)["base"]) == ("markup", D("7.13"), "71.25")
+
+
+# ---- wording ---------------------------------------------------------------------------
+
+
+def test_default_descriptions_print_money_as_documents_do_and_percentages_say_their_base():
+    cloud = [CloudCost("k", "h1", "compute", "direct", D("2000.00")),
+             CloudCost("k", "h1", "tax", "direct", D("145.00")),
+             CloudCost("k", None, "tax", "cluster", D("12.34")),
+             CloudCost("k", "h2", "tax", "shared", D("0.66"), "split evenly: 50.00% of k overhead"),
+             CloudCost("k", None, "credit", "cluster", D("-12.33")),
+             CloudCost("k", "h1", "tax", "direct", D("-1.00"), corrects="2022-01")]
+    plan = [{"model": "tier_fee", "fees": FEES_2022}, {"model": "fixed_fee", "amount": "1250"},
+            {"model": "graduated_usage", "tiers": TIERS_2026}, {"model": "dedicated_uplift", "percent": "50"},
+            {"model": "cloud_passthrough"}, {"model": "markup", "percent": "12.5"},
+            {"model": "discount", "percent": "10", "applies_to": "fees"},
+            {"model": "discount", "amount": "100", "applies_to": "cloud"},
+            {"model": "cap", "amount": "3000"}]
+    charges = apply(plan, ctx("research", cloud=cloud, mau={"h1": 1200}, dedicated=True))
+    assert [c.description for c in charges] == [
+        "Monthly service fee (Research tier)",
+        "Monthly service fee",
+        "Monthly active users 1–10", "Monthly active users 11–100", "Monthly active users 101–1,000",
+        "Monthly active users 1,001–1,200",
+        "Dedicated cluster: +50% on service fees of $5,800.00",
+        "Compute, hub h1",
+        "Sales tax charged by the cloud provider, hub h1",
+        "Sales tax charged by the cloud provider, cluster k overhead",
+        "Sales tax charged by the cloud provider, hub h2: share of shared cluster k",
+        "Credits from the cloud provider, cluster k overhead",
+        "Correction to January 2022 charges: Sales tax charged by the cloud provider, hub h1",
+        "Markup: 12.5% of cloud costs of $2,144.67",
+        "Discount: 10% off service fees of $8,700.00",
+        "Discount: $100.00 off cloud costs of $2,412.75",
+        "Monthly cap of $3,000.00",
+    ]
+    # Only descriptions changed: quantity, unit and unit price of the percentage lines are as before.
+    uplift, markup, discount = (next(c for c in charges if c.kind == k) for k in ("uplift", "markup", "discount"))
+    assert [(c.quantity, c.unit, c.unit_price) for c in (uplift, markup, discount)] == [
+        (D("50"), "%", None), (D("12.5"), "%", None), (D("10"), "%", None)]
+
+
+@pytest.mark.parametrize("currency,amount,shown", [("EUR", "1234.5", "€1,234.50"), ("JPY", "1200", "¥1,200"),
+                                                    ("CHF", "3000", "CHF3,000.00")])
+def test_amounts_in_descriptions_use_the_invoices_currency(currency, amount, shown):
+    context = dataclasses.replace(ctx(cloud=[CloudCost("k", "h1", "compute", "direct", D("99999"))]), currency=currency)
+    charges = apply([{"model": "cloud_passthrough"}, {"model": "cap", "amount": amount}], context)
+    assert charges[-1].description == f"Monthly cap of {shown}"

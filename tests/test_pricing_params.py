@@ -144,9 +144,10 @@ TEMPLATED = {"fixed_fee": {"amount": "1"}, "tier_fee": {"fees": {"education": "1
 
 def test_models_with_a_description_declare_its_placeholders():
     declared = {name: model_class(name).Params.placeholders for name in TEMPLATED}
-    assert declared == {"fixed_fee": ("amount", "currency"), "tier_fee": ("kind",), "dedicated_uplift": ("percent",),
-                        "graduated_usage": ("first", "last"), "markup": ("percent",), "cap": ("amount", "currency"),
-                        "discount": ("discount", "scope")}
+    assert declared == {"fixed_fee": ("amount", "currency"), "tier_fee": ("kind",),
+                        "dedicated_uplift": ("percent", "base"), "graduated_usage": ("first", "last"),
+                        "markup": ("percent", "base"), "cap": ("amount", "currency"),
+                        "discount": ("discount", "scope", "base")}
 
 
 @pytest.mark.parametrize("model", TEMPLATED)
@@ -186,9 +187,11 @@ def test_conversions_and_format_specs_are_refused(model, suffix):
 
 def test_describe_fills_in_exactly_the_declared_placeholders():
     markup = build_model("markup", {"percent": "10", "description": "{{Markup}} {percent} %"})
-    assert markup.describe(percent="10") == "{Markup} 10 %"
+    assert markup.describe(percent="10", base="$5.00") == "{Markup} 10 %"
     with pytest.raises(TypeError, match="declares placeholders"):
-        markup.describe(percent="10", extra="x")
+        markup.describe(percent="10", base="$5.00", extra="x")
+    with pytest.raises(TypeError, match="declares placeholders"):
+        markup.describe(percent="10")
     with pytest.raises(TypeError, match="declares placeholders"):
         markup.describe()
 

@@ -115,6 +115,15 @@ def test_cost_files_contain_the_edge_cases(org, cost_rows):
 
     provider_of = {"Google Cloud": "gcp", "AWS": "aws", "Microsoft": "azure"}
     clusters = {(c.provider, s): c for c in org.clusters for s in c.sub_accounts}
+    # June's exports correct May: a refund of one hub's compute on a dedicated cluster, and an untagged charge of a
+    # shared cluster with its tax (split among the hubs active in May).
+    corrections = [r for r in rows if r["ChargeClass"] == "Correction"]
+    assert {(r["BillingPeriodStart"][:7], r["ChargePeriodStart"][:7]) for r in corrections} == {("2022-06", "2022-05")}
+    tenancy = {id(r): clusters[(provider_of[r["ProviderName"]], r["SubAccountId"])].tenancy for r in corrections}
+    assert any(Decimal(r["BilledCost"]) < 0 and tenancy[id(r)] == "dedicated" for r in corrections)
+    shared = [r for r in corrections if tenancy[id(r)] == "shared"]
+    assert shared and all(Decimal(r["BilledCost"]) > 0 and json.loads(r["Tags"]) == {} for r in shared)
+    assert {r["ChargeCategory"] for r in shared} == {"Usage", "Tax"}
     unclaimed, unknown_hub = set(), set()
     for r in rows:
         cluster = clusters.get((provider_of[r["ProviderName"]], r["SubAccountId"]))

@@ -28,7 +28,9 @@ on every run.
 Things the sample deliberately contains, so the pipeline's edge cases are
 exercised: untagged cluster overhead on every cluster, monthly credits
 (GCP sustained-use discount and GKE free tier, AWS research credits), AWS
-tax rows, a correction row (GCP, June, for May usage), rows tagged with a
+tax rows, FOCUS Correction rows in June's exports for May (a GCP refund of
+one hub's compute on a dedicated cluster; on AWS, an untagged NAT charge of
+the shared africa cluster and its sales tax), rows tagged with a
 hub that no configuration knows ("ghost-workshop" on the shared AWS
 cluster), rows from a GCP project that no cluster claims ("ohc-sandbox"), a
 hub with no usage in July, hubs and a cluster that start or stop mid-year,
@@ -872,6 +874,8 @@ def cost_rows(provider: str, month: int, usage: dict[str, dict[dt.date, Decimal]
             w.monthly(cost=(usage_cost[c.sub_account] * AWS_TAX_RATE).quantize(Q_CENT), category="Tax",
                       frequency="One-Time", service="Tax", description="Sales tax", region=None, resource=None,
                       sku=None, sub=c.sub_account, sub_name=c.sub_account_name, tags={})
+        if month == 6:
+            _aws_correction_rows(w)
     return w.rows
 
 
@@ -915,6 +919,28 @@ def _gcp_correction_row(w: MonthWriter) -> None:
           sku=w.sku_id("user_ram", c.region), sub=c.sub_account, sub_name=c.sub_account_name,
           tags={"goog-k8s-cluster-name": "cvu", "k8s-namespace": "prod", "goog-k8s-node-pool-name": "nb-prod"},
           start=_ts(dt.date(YEAR, 5, 17)), end=_ts(dt.date(YEAR, 5, 18)), charge_class="Correction")
+
+
+def _aws_correction_rows(w: MonthWriter) -> None:
+    """June's export corrects May's NAT data processing on the shared africa cluster (under-counted), with its tax.
+
+    Untagged, so it is the shared cluster's overhead: split among the hubs
+    that were active in May (FOCUS ChargeClass "Correction").
+    """
+    c = next(c for c in CLUSTERS if c.id == "africa")
+    sku = AWS_SKUS["nat_bytes"]
+    unit_price = w.price(sku, c)
+    quantity = Decimal("148.25")
+    cost = (quantity * unit_price).quantize(Q_MONEY)
+    base = dict(sub=c.sub_account, sub_name=c.sub_account_name, tags={}, charge_class="Correction")
+    nat = f"arn:aws:ec2:{c.region}:{c.sub_account}:natgateway/nat-{_hex('nat', c.id, n=17)}"
+    w.add(cost=cost, category="Usage", frequency="Usage-Based", service=sku.service, region=c.region,
+          description=sku.description.format(price=_plain(unit_price.normalize())) + " (correction of 2022-05-23 usage)",
+          quantity=quantity, unit=sku.unit, resource=nat, sku=w.sku_id("nat_bytes", c.region),
+          start=_ts(dt.date(YEAR, 5, 23)), end=_ts(dt.date(YEAR, 5, 24)), **base)
+    w.add(cost=(cost * AWS_TAX_RATE).quantize(Q_CENT), category="Tax", frequency="One-Time", service="Tax",
+          description="Sales tax (correction of May 2022)", quantity=None, unit=None, region=None, resource=None,
+          sku=None, start=_ts(_month_start(5)), end=_ts(_month_end(5)), **base)
 
 
 # =====================================================================================
