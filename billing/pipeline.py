@@ -97,7 +97,9 @@ def fetch_costs(org: Organization, month: Month, opts: RunOptions, draft: bool) 
 
 def attribute_costs(org: Organization, ingested: IngestedMonth,
                     usage: MonthUsage) -> tuple[list[AttributedCost], list[ReconciliationRow]]:
-    attributed = attribute(org, ingested, usage)
+    """Attribute every cost row and reconcile; a correction of an earlier month is split by that month's usage."""
+    corrected = {m: load_usage(org, Month.parse(m)) for m in ingested.corrected_months if m != str(ingested.month)}
+    attributed = attribute(org, ingested, usage, corrected)
     return attributed, reconcile(ingested, attributed)
 
 
