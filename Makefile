@@ -30,7 +30,7 @@ sample: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/billing validate --org $(ORG)
-	$(BIN)/billing backfill --org $(ORG) --out $(OUT) --from 2022-01 --to 2022-12 --prefect
+	$(BIN)/billing backfill --org $(ORG) --out $(OUT) --from 2022-01 --to 2022-12 --prefect --issue-date closing-day
 	$(BIN)/billing report --org $(ORG) --out $(OUT)
 
 test: $(STAMP)

@@ -104,3 +104,19 @@ def test_concurrent_runs_never_duplicate_or_skip_numbers(tmp_path, ledger_url):
     numbers = sorted(i.number for m in ("2022-01", "2022-02") for i in ledger.month_invoices(engine, m))
     assert numbers == [f"TST-2022-{n:04d}" for n in range(1, 5)] + ["TST-ST-2022-0001", "TST-ST-2022-0002"]
     engine.dispose()
+
+
+def test_a_month_changes_when_its_money_changes_not_its_wording(tmp_path, ledger_url):
+    """A new version of this software that words a line differently must not make a finalized month look restated."""
+    import dataclasses
+
+    org = small_org(tmp_path)
+    engine = ledger.open_ledger(ledger_url)
+    record(engine, org, Month(2022, 3))
+    reworded = {k: [dataclasses.replace(c, description=c.description.upper() + " (new wording)") for c in v]
+                for k, v in charges().items()}
+    reordered = {k: list(reversed(v)) for k, v in reworded.items()}
+    again = ledger.record_month(engine, org, Month(2022, 3), ledger.build_invoices(
+        org, Month(2022, 3), reordered, "fp2", issue_date=dt.date(2022, 4, 20)), finalize=True)
+    assert again.created == [] and len(again.unchanged) == 3
+    engine.dispose()
