@@ -89,7 +89,7 @@ def test_final_invoice_shows_number_party_amounts_and_totals(final_pdf):
         "1,052", "GB-month", "$0.20",
         "Hub: example-research", "Component: compute", "Includes egress.",
         "Fees", "Cloud costs", "Subsidies", "Subtotal", "Total amount due",
-        "February 1, 2022", "March 3, 2022", "January 2022", "January 1, 2022", "January 31, 2022", "USD",
+        "February 1, 2022", "March 3, 2022", "January 2022", "Jan 1\u2009\u2013\u200931, 2022", "USD",
         "Cloud costs are passed through at cost.", "Wire transfer to account 000123456789",
         "Page 1 of 1",
     ]:
