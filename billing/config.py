@@ -121,12 +121,23 @@ def _country_not_boolean(value: Any) -> Any:
 CountryCode = Annotated[str, BeforeValidator(_country_not_boolean), AfterValidator(_country)]
 
 
+def _written_as_text(value: Any) -> Any:
+    """A reference written bare in YAML (4500123456) is read as a number, which loses leading zeros."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"write it in quotes, e.g. '{value}', so it stays exactly as written")
+    return value
+
+
+# A purchase-order number, a reference, a name or a tax id as the customer writes it.
+PartyText = Annotated[str, BeforeValidator(_written_as_text), AfterValidator(_not_blank)]
+
+
 class FiscalSponsor(Frozen):
     """The legal entity that invoices on the issuer's behalf (a fiscally sponsored project's sponsor)."""
 
     name: Text
     address: tuple[str, ...] = ()
-    tax_id: Text | None = None
+    tax_id: PartyText | None = None
 
 
 class Issuer(Frozen):
@@ -163,10 +174,10 @@ class Funder(Frozen):
     currency: CurrencyCode = "USD"
     billing_contact: Contact
     # What the funder's accounts-payable office needs on an invoice to pay it.
-    purchase_order: Text | None = None
-    customer_reference: Text | None = None
-    legal_name: Text | None = None
-    tax_id: Text | None = None
+    purchase_order: PartyText | None = None
+    customer_reference: PartyText | None = None
+    legal_name: PartyText | None = None
+    tax_id: PartyText | None = None
 
 
 class Community(Frozen):
@@ -181,10 +192,10 @@ class Community(Frozen):
     active_until: MonthText | None = None
     # What the community's accounts-payable office needs on an invoice to pay it: universities pay against a
     # purchase order and refuse invoices without its number.
-    purchase_order: Text | None = None
-    customer_reference: Text | None = None
-    legal_name: Text | None = None      # the legal entity invoiced, when not the community's own name
-    tax_id: Text | None = None          # the customer's tax / VAT id
+    purchase_order: PartyText | None = None
+    customer_reference: PartyText | None = None
+    legal_name: PartyText | None = None     # the legal entity invoiced, when not the community's own name
+    tax_id: PartyText | None = None         # the customer's tax / VAT id
 
     @model_validator(mode="after")
     def _active_in_order(self) -> "Community":

@@ -37,6 +37,13 @@ def test_customer_fields_are_checked_like_other_text(tmp_path, field, value, pro
     assert f"communities[0] (alpha).{field}" in text and problem in text
 
 
+def test_a_purchase_order_written_as_a_number_is_refused_with_a_hint(tmp_path):
+    data = small_org_data()
+    data["communities"][0]["purchase_order"] = 4500123456
+    text = problems(data, tmp_path)
+    assert "communities[0] (alpha).purchase_order" in text and "write it in quotes, e.g. '4500123456'" in text
+
+
 def test_issuer_country_page_size_and_fiscal_sponsor(tmp_path):
     data = small_org_data()
     data["issuer"].update(country="US", page_size="a4",
