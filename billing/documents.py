@@ -311,7 +311,7 @@ def document_for(invoice) -> InvoiceDocument:
     month = Month.parse(invoice.month)
     funder_doc = invoice.party_kind == "funder"
     funded = _funded(invoice) if funder_doc else ()
-    titles = {c.id: _community_title(c) for c in funded}
+    titles = {c.id: title for c in funded if (title := _community_title(c))}
     lines = tuple(_document_line(l, invoice.currency, titles, funder_doc) for l in invoice.lines)
     issuer = invoice.issuer
     return InvoiceDocument(
@@ -326,11 +326,11 @@ def document_for(invoice) -> InvoiceDocument:
         grant=_grant(invoice) if funder_doc else None, funded=funded)
 
 
-def _community_title(community: FundedCommunity) -> str:
-    """How a grant line names the community's own document: 'Community invoice OHC-2022-0017'."""
+def _community_title(community: FundedCommunity) -> str | None:
+    """How a grant line names the community's own document: 'Community invoice OHC-2022-0017' (none on drafts)."""
     if community.number:
         return f"Community {community.document_title.lower()} {community.number}"
-    return f"Community: {community.name}"
+    return None
 
 
 def _document_line(line, currency: str, titles: dict[str, str], funder_doc: bool) -> DocumentLine:

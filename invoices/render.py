@@ -243,6 +243,11 @@ def _check_document(doc: InvoiceDocument, locale: str) -> None:
                                   f"{line.cloud_part}, which is not its amount {line.amount}")
     check_amount("subtotal", doc.subtotal)
     check_amount("total", doc.total)
+    if doc.document_type == "statement" and doc.total != 0:
+        raise RenderError(f"{invoice_label(doc)}: a statement says nothing is due, but its total is {doc.total} "
+                          f"{doc.currency}")
+    if doc.document_type == "credit_note" and doc.total > 0:
+        raise RenderError(f"{invoice_label(doc)}: a credit note credits, but its total is {doc.total} {doc.currency}")
     if doc.funding is not None:
         check_amount("the amount a funder covers", doc.funding.covered)
     if doc.corrects is not None and doc.corrects.total is not None:
