@@ -274,8 +274,10 @@ def _funding(invoice) -> Funding | None:
     funder = (invoice.links or {}).get("funder")
     if not funder:
         return None
-    return Funding(funder.get("name") or funder.get("id"), funder.get("grant"),
-                   _amount(funder.get("covered")) or ZERO, funder.get("number"))
+    covered = _amount(funder.get("covered"))
+    if covered is None:     # what the funder's lines on this document credit
+        covered = -sum((l.amount for l in invoice.lines if l.kind == "subsidy"), ZERO)
+    return Funding(funder.get("name") or funder.get("id"), funder.get("grant"), covered, funder.get("number"))
 
 
 def _funded(invoice) -> tuple[FundedCommunity, ...]:
