@@ -106,3 +106,20 @@ def test_documents_issued_before_the_split_was_recorded_still_print(tmp_path):
         for l in old.lines))
     doc = document_for(old)
     assert not doc.has_split and all(c.fees is None for c in doc.funded)
+
+
+def test_a_draft_funder_document_has_the_split_and_the_grant_but_no_community_numbers(tmp_path):
+    """Drafts have no links yet; the grant comes from the lines when the party snapshot lacks it."""
+    import dataclasses
+
+    from document_samples import month_invoices
+    from invoices.render import render_html
+
+    _, docs = month_invoices(tmp_path)
+    bill_to = {k: v for k, v in docs["gcg"].bill_to.items() if k != "grant"}
+    draft = dataclasses.replace(docs["gcg"], status="draft", number=None, links={}, bill_to=bill_to)
+    doc = document_for(draft)
+    assert doc.grant == "CZI EOSS-5-2022-GC-0417" and doc.split_total() == (D("2750.00"), D("580.66"))
+    assert [c.name for c in doc.funded] == ["kilimanjaro", "uandina", "volta"] and not any(l.note for l in doc.lines)
+    html = render_html(doc)
+    assert "Grant CZI EOSS-5-2022-GC-0417" in html and "names the community" not in html and "DRAFT" in html
