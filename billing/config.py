@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal, Sequence, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from billing.errors import ConfigError
 from billing.money import is_iso_currency, to_decimal
@@ -96,6 +97,50 @@ class Contact(Frozen):
     address: tuple[str, ...] = ()
 
 
+# Territory codes babel knows that are not countries an issuer can be in.
+_NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"})
+
+
+def _country(code: str) -> str:
+    """An ISO 3166-1 alpha-2 country code, in capitals (US, DE, BR)."""
+    from babel import Locale
+
+    if not (len(code) == 2 and code.isascii() and code.isalpha() and code.isupper()
+            and code not in _NOT_COUNTRIES and code in Locale("en").territories):
+        hint = f"; write it in capitals: {code.upper()!r}" if code != code.upper() and len(code) == 2 else ""
+        raise ValueError(f"{code!r} is not an ISO 3166 two-letter country code (e.g. US, CA, DE, BR){hint}")
+    return code
+
+
+def _country_not_boolean(value: Any) -> Any:
+    """YAML reads an unquoted NO (Norway) as false."""
+    if isinstance(value, bool):
+        raise ValueError(f"YAML read this as {str(value).lower()}; write the country code in quotes, e.g. \"NO\"")
+    return value
+
+
+CountryCode = Annotated[str, BeforeValidator(_country_not_boolean), AfterValidator(_country)]
+
+
+def _written_as_text(value: Any) -> Any:
+    """A reference written bare in YAML (4500123456) is read as a number, which loses leading zeros."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"write it in quotes, e.g. '{value}', so it stays exactly as written")
+    return value
+
+
+# A purchase-order number, a reference, a name or a tax id as the customer writes it.
+PartyText = Annotated[str, BeforeValidator(_written_as_text), AfterValidator(_not_blank)]
+
+
+class FiscalSponsor(Frozen):
+    """The legal entity that invoices on the issuer's behalf (a fiscally sponsored project's sponsor)."""
+
+    name: Text
+    address: tuple[str, ...] = ()
+    tax_id: PartyText | None = None
+
+
 class Issuer(Frozen):
     name: Text
     address: tuple[str, ...] = ()
@@ -106,6 +151,19 @@ class Issuer(Frozen):
     payment_terms_days: int = Field(default=30, ge=0, le=365, strict=True)
     payment_instructions: tuple[str, ...] = ()
     invoice_prefix: Annotated[str, AfterValidator(_invoice_prefix)] = "INV"
+    # Where the issuer is: sets the paper size of its documents (Letter in the Americas that use it, else A4).
+    country: CountryCode | None = None
+    page_size: Literal["letter", "a4"] | None = None      # overrides the country's paper size
+    # The seller of record when the issuer is a fiscally sponsored project: its name and tax id go on documents.
+    fiscal_sponsor: FiscalSponsor | None = None
+
+    @model_validator(mode="after")
+    def _one_seller_tax_id(self) -> "Issuer":
+        if self.fiscal_sponsor and self.tax_id and self.fiscal_sponsor.tax_id:
+            raise ValueError("tax_id and fiscal_sponsor.tax_id are both given, but a document names one seller: "
+                             "with a fiscal sponsor the seller is the sponsor, so give its tax id only "
+                             "(fiscal_sponsor.tax_id)")
+        return self
 
 
 class Funder(Frozen):
@@ -116,6 +174,11 @@ class Funder(Frozen):
     grant: str | None = None
     currency: CurrencyCode = "USD"
     billing_contact: Contact
+    # What the funder's accounts-payable office needs on an invoice to pay it.
+    purchase_order: PartyText | None = None
+    customer_reference: PartyText | None = None
+    legal_name: PartyText | None = None
+    tax_id: PartyText | None = None
 
 
 class Community(Frozen):
@@ -128,6 +191,12 @@ class Community(Frozen):
     funder: Identifier | None = None
     active_from: MonthText | None = None
     active_until: MonthText | None = None
+    # What the community's accounts-payable office needs on an invoice to pay it: universities pay against a
+    # purchase order and refuse invoices without its number.
+    purchase_order: PartyText | None = None
+    customer_reference: PartyText | None = None
+    legal_name: PartyText | None = None     # the legal entity invoiced, when not the community's own name
+    tax_id: PartyText | None = None         # the customer's tax / VAT id
 
     @model_validator(mode="after")
     def _active_in_order(self) -> "Community":

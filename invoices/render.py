@@ -41,19 +41,20 @@ from typing import Iterable
 from urllib.parse import unquote, urlsplit
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date
+from babel.dates import format_date, format_interval
 from babel.numbers import format_currency, format_decimal, get_currency_name, is_currency
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 
-from billing.documents import DocumentLine, InvoiceDocument
+from billing.documents import DOCUMENT_KINDS, PAGE_SIZES, DocumentLine, InvoiceDocument
 from billing.errors import BillingError
 from billing.fileio import atomic_write_bytes
-from billing.money import currency_quantum
+from billing.money import currency_quantum, format_percent
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-TEMPLATE_NAME = "invoice.html.j2"
-
-DRAFT_LABEL = "DRAFT \u2014 not a valid invoice"
+# Each document type has its own template (`billing.documents.DOCUMENT_KINDS`), all extending this layout.
+LAYOUT_TEMPLATE = "document.html.j2"
+# CSS page sizes by `InvoiceDocument.page_size`; nothing else reaches the stylesheet.
+PAGE_SIZE_CSS = {"a4": "A4", "letter": "letter"}
 
 
 class RenderError(BillingError):
@@ -164,6 +165,12 @@ def _quantity(ctx, value: Decimal) -> str:
 
 
 @pass_context
+def _percent(ctx, value: Decimal) -> str:
+    """A percentage quantity: 50%, 12.5%."""
+    return format_percent(value, locale=_locale(ctx))
+
+
+@pass_context
 def _date(ctx, value: dt.date) -> str:
     return format_date(value, format="long", locale=_locale(ctx))
 
@@ -177,19 +184,25 @@ def _build_env() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(money=_money, unit_price=_unit_price, quantity=_quantity, date=_date)
+    env.filters.update(money=_money, unit_price=_unit_price, quantity=_quantity, percent=_percent, date=_date)
     return env
 
 
 _ENV = _build_env()
 
 
+def _kind_title(doc: InvoiceDocument) -> str:
+    kind = DOCUMENT_KINDS.get(doc.document_type)
+    return kind.title if kind else "document"
+
+
 def invoice_label(doc: InvoiceDocument) -> str:
-    """How errors and logs name an invoice: its number, or what identifies a draft."""
+    """How errors and logs name a document: its type and number, or what identifies a draft."""
+    title = _kind_title(doc).lower()
     if doc.number and not doc.is_draft:
-        return f"invoice {doc.number}"
+        return f"{title} {doc.number}"
     ref = doc.reference or doc.bill_to.id
-    return f"draft invoice {ref} ({doc.bill_to.name}, {doc.period_label})"
+    return f"draft {title} {ref} ({doc.bill_to.name}, {doc.period_label})"
 
 
 def _check_document(doc: InvoiceDocument, locale: str) -> None:
@@ -198,6 +211,11 @@ def _check_document(doc: InvoiceDocument, locale: str) -> None:
         Locale.parse(locale)
     except (UnknownLocaleError, ValueError, TypeError) as exc:
         raise RenderError(f"{invoice_label(doc)}: unknown locale {locale!r}") from exc
+    if doc.document_type not in DOCUMENT_KINDS:
+        raise RenderError(f"{invoice_label(doc)}: unknown document type {doc.document_type!r}; known: "
+                          f"{', '.join(DOCUMENT_KINDS)}")
+    if doc.page_size not in PAGE_SIZES:
+        raise RenderError(f"{invoice_label(doc)}: unknown page size {doc.page_size!r}; known: {', '.join(PAGE_SIZES)}")
     if not is_currency(doc.currency):
         raise RenderError(f"{invoice_label(doc)}: unknown currency {doc.currency!r}")
     quantum = currency_quantum(doc.currency)
@@ -215,8 +233,25 @@ def _check_document(doc: InvoiceDocument, locale: str) -> None:
             value = getattr(line, name)
             if value is not None and (not isinstance(value, Decimal) or not value.is_finite()):
                 raise RenderError(f"{invoice_label(doc)}: line {i} {name} is not a finite Decimal: {value!r}")
+        if (line.fees_part is None) != (line.cloud_part is None):
+            raise RenderError(f"{invoice_label(doc)}: line {i} has only one part of its fees / cloud split")
+        if line.fees_part is not None:
+            check_amount(f"line {i} service fees part", line.fees_part)
+            check_amount(f"line {i} cloud costs part", line.cloud_part)
+            if line.fees_part + line.cloud_part != line.amount:
+                raise RenderError(f"{invoice_label(doc)}: line {i} is split into {line.fees_part} + "
+                                  f"{line.cloud_part}, which is not its amount {line.amount}")
     check_amount("subtotal", doc.subtotal)
     check_amount("total", doc.total)
+    if doc.document_type == "statement" and doc.total != 0:
+        raise RenderError(f"{invoice_label(doc)}: a statement says nothing is due, but its total is {doc.total} "
+                          f"{doc.currency}")
+    if doc.document_type == "credit_note" and doc.total > 0:
+        raise RenderError(f"{invoice_label(doc)}: a credit note credits, but its total is {doc.total} {doc.currency}")
+    if doc.funding is not None:
+        check_amount("the amount a funder covers", doc.funding.covered)
+    if doc.corrects is not None and doc.corrects.total is not None:
+        check_amount(f"the total of {doc.corrects.number}", doc.corrects.total)
     lines_sum = sum((line.amount for line in doc.lines), Decimal(0))
     if lines_sum != doc.subtotal:
         raise RenderError(f"{invoice_label(doc)}: lines add up to {lines_sum} but the subtotal is "
@@ -230,10 +265,13 @@ def _details(line: DocumentLine) -> list[tuple[str, str]]:
 
 def _context(doc: InvoiceDocument, locale: str) -> dict:
     draft = doc.is_draft or doc.number is None
+    kind = doc.kind
     if draft:
-        title = f"Draft invoice {doc.reference or doc.bill_to.id} \u2014 {doc.bill_to.name} \u2014 {doc.period_label}"
+        title = (f"Draft {kind.title.lower()} {doc.reference or doc.bill_to.id} \u2014 {doc.bill_to.name} "
+                 f"\u2014 {doc.period_label}")
     else:
-        title = f"Invoice {doc.number}"
+        title = f"{kind.title} {doc.number}"
+    issuer = doc.issuer
     sections = [
         {"name": name, "lines": [{"line": l, "details": _details(l)} for l in lines], "subtotal": subtotal}
         for name, lines, subtotal in doc.sections()
@@ -245,9 +283,18 @@ def _context(doc: InvoiceDocument, locale: str) -> dict:
         "locale": locale,
         "lang": locale.replace("_", "-"),
         "draft": draft,
-        "draft_label": DRAFT_LABEL,
+        "draft_label": f"DRAFT \u2014 not a valid {kind.title.lower()}",
+        "kind": kind,
+        "heading": kind.title.upper(),
         "title": title,
+        "footer_ref": title if not draft else f"Draft {kind.title.lower()} {doc.reference or doc.bill_to.id}",
+        "page_size_css": PAGE_SIZE_CSS[doc.page_size],
+        "period_range": format_interval(doc.period_start, doc.period_end, "yMMMd", locale=locale),
+        "seller_address": issuer.fiscal_sponsor.address if issuer.fiscal_sponsor and issuer.fiscal_sponsor.address
+        else issuer.address,
         "sections": sections,
+        "split_total": doc.split_total(),
+        "cancels_in_full": doc.corrects is not None and doc.corrects.total == -doc.total,
         "currency_name": get_currency_name(doc.currency, locale=locale),
         "has_quantities": any(l.quantity is not None for l in doc.lines),
         "has_unit_prices": any(l.unit_price is not None for l in doc.lines),
@@ -255,9 +302,9 @@ def _context(doc: InvoiceDocument, locale: str) -> dict:
 
 
 def render_html(doc: InvoiceDocument, locale: str = "en_US") -> str:
-    """The invoice as a self-contained HTML page (its CSS and logo are relative to the templates folder)."""
+    """The document as a self-contained HTML page (its CSS and logo are relative to the templates folder)."""
     _check_document(doc, locale)
-    return _ENV.get_template(TEMPLATE_NAME).render(**_context(doc, locale))
+    return _ENV.get_template(doc.kind.template).render(**_context(doc, locale))
 
 
 # ---- PDF ---------------------------------------------------------------------------------

@@ -24,6 +24,18 @@ class Subsidy(PricingModel):
         share: Share
         applies_to: Literal["all", "fees", "cloud"] = "all"
 
+    def _split_bases(self, earlier: Sequence[Charge]) -> tuple[tuple[str, str], ...]:
+        """The service fees and cloud costs the subsidy applies to (each net of the discounts on it).
+
+        Grant reports split what a funder paid between the two, in proportion
+        to these (`billing.documents.split_funded`); a cap or a discount on the
+        whole bill reduces both alike. Details only: no amount depends on them.
+        """
+        scope = self.params.applies_to
+        fees = scope_sum(earlier, "fees") if scope in ("all", "fees") else ZERO
+        cloud = scope_sum(earlier, "cloud") if scope in ("all", "cloud") else ZERO
+        return ("applies_to", scope), ("fees_base", str(fees)), ("cloud_base", str(cloud))
+
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         if ctx.funder is None:
             raise ValueError(f"community {ctx.community.id!r} has a subsidy in its plan but no funder")
@@ -40,7 +52,8 @@ class Subsidy(PricingModel):
         scope = {"all": "charges", "fees": "service fees", "cloud": "cloud costs"}[self.params.applies_to]
         limited = ", limited to the balance so far" if amount != wanted else ""
         details = (("base", str(base)), ("share", str(share)), ("funder", ctx.funder.id)) + (
-            (("limited_to", str(bill)),) if limited else ())
+            (("limited_to", str(bill)),) if limited else ()) + self._split_bases(earlier) + (
+            (("grant", ctx.funder.grant),) if ctx.funder.grant else ())
         grant = f" ({ctx.funder.grant})" if ctx.funder.grant else ""
         return [
             Charge("subsidy", f"Paid by {ctx.funder.name}{grant}: {pct}% of {scope}{limited}", -amount, ctx.currency,

@@ -89,7 +89,7 @@ def test_final_invoice_shows_number_party_amounts_and_totals(final_pdf):
         "1,052", "GB-month", "$0.20",
         "Hub: example-research", "Component: compute", "Includes egress.",
         "Fees", "Cloud costs", "Subsidies", "Subtotal", "Total amount due",
-        "February 1, 2022", "March 3, 2022", "January 2022", "January 1, 2022", "January 31, 2022", "USD",
+        "February 1, 2022", "March 3, 2022", "January 2022", "Jan 1\u2009\u2013\u200931, 2022", "USD",
         "Cloud costs are passed through at cost.", "Wire transfer to account 000123456789",
         "Page 1 of 1",
     ]:
@@ -282,3 +282,75 @@ def test_render_many_in_process_and_refuses_duplicate_targets(tmp_path):
     with pytest.raises(ValueError, match="two invoices"):
         render_many([(make_doc("A"), tmp_path / "x.pdf"), (make_doc("B"), tmp_path / "x.pdf")])
     render_many([])
+
+
+# ---- document types, parties, checks on the new fields ------------------------------------
+
+
+def test_a_percentage_quantity_prints_as_people_write_it():
+    doc = make_doc()
+    doc = replace(doc, lines=doc.lines[:-1] + (replace(doc.lines[-1], quantity=D("12.50"), unit="%"),))
+    html = render_html(doc)
+    assert "12.5%" in html and "12.5 %" not in html and "12.50" not in html
+
+
+def test_a_document_issued_and_later_credited_prints_as_issued(tmp_path):
+    for status in ("credited", "voided", "replaced"):
+        path = tmp_path / f"{status}.pdf"
+        render_pdf(make_doc(status=status), path)
+        text = pdf_text(path)
+        assert "DRAFT" not in text and "INV-2022-0001" in text and "Please quote invoice number" in text
+
+
+def zero_total(doc: InvoiceDocument) -> InvoiceDocument:
+    """The document with a last line that brings its total to zero (a fully funded month)."""
+    doc = replace(doc, lines=doc.lines + (DocumentLine("Subsidies", "Paid by a grant", -doc.total),))
+    return replace(doc, subtotal=D("0.00"), total=D("0.00"))
+
+
+def negated(doc: InvoiceDocument) -> InvoiceDocument:
+    return replace(doc, lines=tuple(replace(l, amount=-l.amount) for l in doc.lines), subtotal=-doc.subtotal,
+                   total=-doc.total)
+
+
+def test_each_document_type_has_its_title_and_its_footer(tmp_path):
+    for document_type, heading, footer, doc in [
+            ("credit_note", "CREDIT NOTE", "Credit note INV-2022-0001", negated(make_doc())),
+            ("statement", "STATEMENT", "Statement INV-2022-0001", zero_total(make_doc()))]:
+        path = tmp_path / f"{document_type}.pdf"
+        render_pdf(replace(doc, document_type=document_type), path)
+        text = pdf_text(path)
+        assert heading in text and footer in text and "Payment instructions".upper() not in text
+        assert PdfReader(path).metadata.title == footer
+
+
+def test_party_and_correction_fields_are_escaped():
+    from billing.documents import DocumentRef, FiscalSponsor, Funding
+
+    doc = replace(make_doc(), reason=EVIL_NAME, corrects=DocumentRef(EVIL_NAME),
+                  funding=Funding(EVIL_NAME, EVIL_NAME, D("1.00"), EVIL_NAME),
+                  bill_to=Party("x", "X", legal_name=EVIL_NAME, tax_id=EVIL_NAME, purchase_order=EVIL_NAME,
+                                customer_reference=EVIL_NAME, attention=EVIL_NAME),
+                  issuer=replace(make_doc().issuer, fiscal_sponsor=FiscalSponsor(EVIL_NAME, (EVIL_NAME,), EVIL_NAME),
+                                 tax_id=None))
+    html = render_html(doc)
+    assert "<script>" not in html
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co") >= 12
+
+
+def test_document_type_page_size_and_split_are_checked():
+    doc = make_doc()
+    with pytest.raises(RenderError, match="unknown document type 'receipt'"):
+        render_html(replace(doc, document_type="receipt"))
+    with pytest.raises(RenderError, match="unknown page size 'legal'"):
+        render_html(replace(doc, page_size="legal"))
+    with pytest.raises(RenderError, match="a statement says nothing is due, but its total is 2713.03 USD"):
+        render_html(replace(doc, document_type="statement"))
+    with pytest.raises(RenderError, match="a credit note credits, but its total is 2713.03 USD"):
+        render_html(replace(doc, document_type="credit_note"))
+    last = doc.lines[-1]       # -250.00
+    for fees, cloud, problem in [(D("-100.00"), D("-149.00"), "not its amount"),
+                                 (D("-100.001"), D("-149.999"), "not rounded"), (D("-250.00"), None, "only one part")]:
+        bad = replace(doc, lines=doc.lines[:-1] + (replace(last, fees_part=fees, cloud_part=cloud),))
+        with pytest.raises(RenderError, match=problem):
+            render_html(bad)

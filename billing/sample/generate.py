@@ -130,9 +130,11 @@ ISSUER = {
     "name": "Open Hubs Collaborative",
     "address": ["c/o Commons Fiscal Sponsorship, Inc.", "1234 Mission Street, Suite 500",
                 "San Francisco, CA 94103", "United States"],
+    "country": "US",
     "email": "billing@openhubs.example.org",
     "website": "https://openhubs.example.org",
-    "tax_id": "EIN 12-3456789",
+    "fiscal_sponsor": {"name": "Commons Fiscal Sponsorship, Inc.", "tax_id": "EIN 12-3456789",
+                       "address": ["1234 Mission Street, Suite 500", "San Francisco, CA 94103", "United States"]},
     "payment_terms_days": 30,
     "payment_instructions": [
         "Pay by ACH or wire transfer to Commons Fiscal Sponsorship, Inc.",
@@ -199,6 +201,13 @@ class CommunitySpec:
 
 
 GRANT = "global-communities-grant"
+
+# What some customers' accounts-payable offices need on an invoice (purchase order, legal name, ...).
+ACCOUNTS_PAYABLE = {
+    "lakeshore": {"legal_name": "Board of Regents of Lakeshore State University", "purchase_order": "4500123456",
+                  "customer_reference": "Dept. of Statistics, project 22-117"},
+    "cvu": {"purchase_order": "CVU-PO-22-0381"},
+}
 
 COMMUNITIES = [
     # Latin America (grant-funded, shared GCP cluster "latam")
@@ -1020,6 +1029,7 @@ def organization_data() -> dict[str, Any]:
             entry["active_from"] = c.active_from
         if c.active_until:
             entry["active_until"] = c.active_until
+        entry.update(ACCOUNTS_PAYABLE.get(c.id, {}))
         entry["billing_contact"] = {"name": c.contact, "email": c.email, "address": list(c.address)}
         communities.append(entry)
     clusters = []
@@ -1079,7 +1089,9 @@ HEADER = """\
 """
 
 SECTION_COMMENTS = {
-    "issuer": "Who sends the invoices. Payment terms are in days after the invoice date.",
+    "issuer": "Who sends the invoices. Payment terms are in days after the invoice date. country sets the\n"
+              "paper (Letter in the US, A4 in most countries; page_size: a4 | letter overrides it); a fiscal\n"
+              "sponsor is the seller of record, and its name and tax id are printed on every document.",
     "funders": "Grants and sponsors. A community with `funder:` has (part of) its charges paid by it,\n"
                "as its plan's `subsidy` charge says.",
     "pricing_plans": "Pricing plans. Each charge names a pricing model and its parameters:\n"
@@ -1092,7 +1104,8 @@ SECTION_COMMENTS = {
                      "  markup             +percent on cloud cost\n"
                      "  cap                the community never pays more than this per month",
     "communities": "Communities: the customers. kind is education, research or partnership.\n"
-                   "active_from / active_until (YYYY-MM) limit the months they are billed.",
+                   "active_from / active_until (YYYY-MM) limit the months they are billed. purchase_order,\n"
+                   "customer_reference, legal_name and tax_id are printed on their invoices when given.",
     "clusters": "Clusters. tenancy: dedicated (one community pays it all) or shared (several communities;\n"
                 "`split` says how cost that carries no hub tag is divided: usage = by each hub's share of\n"
                 "memory requested, even = equal parts, direct_cost = in proportion to each hub's own cost).\n"
