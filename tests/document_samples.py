@@ -136,7 +136,7 @@ def month_invoices(tmp_path) -> tuple[object, dict[str, Invoice]]:
     org = parse_organization(gallery_org_data(), "gallery.yaml", tmp_path)
     usage = MonthUsage("memory")
     charges = {c.id: price_community(org, c, MONTH, COSTS, usage) for c in org.communities}
-    built = {i.party_id: i for i in build_invoices(org, MONTH, charges, "fp")}
+    built = {i.party_id: i for i in build_invoices(org, MONTH, charges, "fp", issue_date=MONTH.end)}
     numbers = {"lakeshore": "OHC-2022-0101", "kilimanjaro": "OHC-2022-0102", "uandina": "OHC-ST-2022-0007",
                "volta": "OHC-2022-0103", "gcg": "OHC-2022-0104"}
     docs = {}

@@ -153,7 +153,7 @@ def build_invoices(org: Organization, month: Month, charges: dict[str, list[Char
         entity = org.community(party_id) if kind == "community" else org.funder(party_id)
         _check_one_currency(kind, party_id, entity.currency, party_charges, month)
         ordered = sorted(party_charges, key=lambda c: section_order.index(SECTIONS[c.kind]))
-        lines = tuple(Line(SECTIONS[c.kind], c.kind, c.description, c.amount, c.rounded, c.quantity, c.unit,
+        lines = tuple(Line(_section(kind, c.kind), c.kind, c.description, c.amount, c.rounded, c.quantity, c.unit,
                            c.unit_price, c.community, c.hub, c.cluster, c.component, c.details) for c in ordered)
         if lines_total(lines) < 0:
             raise InputError(f"{month}: the {kind} {party_id!r} would be invoiced {lines_total(lines)} "
@@ -167,6 +167,11 @@ def build_invoices(org: Organization, month: Month, charges: dict[str, list[Char
         invoices.append(Invoice(kind, party_id, str(month), entity.currency, issue, due, lines, bill_to_of(entity),
                                 issuer, data_fingerprint, notes=tuple(notes), document_type=document_type))
     return invoices
+
+
+def _section(party_kind: str, kind: str) -> str:
+    """The heading a line goes under; what a funder pays for its communities reads as such."""
+    return "Grant-funded charges" if party_kind == "funder" and kind == "subsidy" else SECTIONS[kind]
 
 
 def lines_total(lines: Iterable[Line]) -> Decimal:
