@@ -225,7 +225,7 @@ def _line_note(line, titles: dict[str, str]) -> str | None:
     """The small print under a line: how a shared cost was split, what an adjustment corrects, whose a grant line is."""
     details = dict(line.details)
     notes = [details["split"]] if details.get("split") else []
-    if details.get("corrects"):
+    if line.kind == "adjustment" and details.get("corrects"):   # (a cloud correction's "corrects" is a month)
         when = f" for {Month.parse(details['service_month']).label()}" if details.get("service_month") else ""
         notes.append(f"Corrects invoice {details['corrects']}{when}")
     if line.kind == "subsidy" and line.community in titles:
