@@ -362,8 +362,31 @@ class UsageData(Frozen):
     measure: str = "memory requested (GiB-hours)"
 
 
+ORG_ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+
+
+def slug(text: str) -> str:
+    """An organization id from its name: lowercase ASCII letters and digits joined by single dashes."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return "-".join(re.findall(r"[a-z0-9]+", ascii_text.lower()))[:63] or "org"
+
+
+def _timezone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone; write an IANA name such as UTC or America/New_York") from None
+    return name
+
+
 class Organization(Frozen):
     name: Text
+    # Names the organization in deployments, artifacts and locks (default: a slug of the name).
+    id: Annotated[str, Field(pattern=ORG_ID_PATTERN, max_length=63)] | None = None
+    # Where "today" is: which month has closed, the date documents are issued.
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
     issuer: Issuer
     ledger_url: str | None = None
     funders: tuple[Funder, ...] = ()
@@ -408,6 +431,24 @@ class Organization(Frozen):
             if r.month == month and r.source == source and r.target == target:
                 return r.rate
         return None
+
+    @property
+    def org_id(self) -> str:
+        return self.id or slug(self.name)
+
+    def today(self) -> dt.date:
+        """Today's date in the organization's time zone."""
+        from zoneinfo import ZoneInfo
+
+        return dt.datetime.now(ZoneInfo(self.timezone)).date()
+
+    def last_closed_month(self, today: dt.date | None = None) -> Month:
+        """The latest month that has closed (`close_after_days` after its end) on `today`."""
+        today = today or self.today()
+        month = Month(today.year, today.month)
+        while self.closing_day(month) > today:
+            month = month.previous()
+        return month
 
     def closing_day(self, month: Month) -> dt.date:
         """The day a month closes: it ends, then every source's close_after_days (the longest) passes."""

@@ -44,6 +44,9 @@ class Month:
         """First day of the next month (exclusive end)."""
         return self.next().start
 
+    def previous(self) -> "Month":
+        return Month(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
+
     def next(self) -> "Month":
         return Month(self.year + (self.month == 12), self.month % 12 + 1)
 

@@ -6,12 +6,13 @@ and the scheduled flow run exactly the same steps.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from billing import ledger as ledger_mod
 from billing.attribution import UNATTRIBUTED, AttributedCost, ReconciliationRow, attribute, reconcile
@@ -19,7 +20,7 @@ from billing.config import Organization
 from billing.closing import CloseOptions, amend_month, close_month, void_document
 from billing.errors import FinalizedInvoiceChanged, InputError, SourceError
 from billing.ingest import IngestedMonth, ingest_month
-from billing.ledger import Correction, Invoice, today_utc
+from billing.ledger import Correction, Invoice, MonthLocked
 from billing.money import ZERO
 from billing.months import Month
 from billing.reports import revenue_rows, write_revenue_csv, write_revenue_plot
@@ -43,6 +44,7 @@ class RunOptions:
     issue_on_closing_day: bool = False   # ... or the day each month closed (backfilling history)
     today: dt.date | None = None         # "today", for tests (default: the date in UTC)
     actor: str | None = None             # who does it, for the event log (default: the OS user)
+    lock_wait: float = 120.0             # seconds to wait for a month another run holds
 
     @property
     def snapshots(self) -> SnapshotStore:
@@ -59,10 +61,11 @@ class MonthResult:
     unattributed: Decimal
     warnings: list[str] = field(default_factory=list)
     draft: bool = False
+    restated: list[str] = field(default_factory=list)   # how the data changed since finalization (no money)
 
 
 # A month failing for one of these is reported and skipped; a backfill goes on with the next month.
-MONTH_FAILURES = (FinalizedInvoiceChanged, SourceError)
+MONTH_FAILURES = (FinalizedInvoiceChanged, SourceError, MonthLocked)
 
 
 def month_failure(month: Month, err: Exception) -> str:
@@ -124,7 +127,7 @@ def write_revenue_report(org: Organization, opts: RunOptions, basis: str = "issu
 
 def close_options(org: Organization, month: Month, opts: RunOptions) -> tuple[CloseOptions, list[str]]:
     """What closing this month needs: a month that has not closed yet gives drafts, and says when it closes."""
-    today = opts.today or today_utc()
+    today = opts.today or org.today()
     closes = org.closing_day(month)
     draft, notes = opts.draft, []
     if today < closes and not opts.draft and not opts.allow_estimated:
@@ -143,9 +146,59 @@ def close_options(org: Organization, month: Month, opts: RunOptions) -> tuple[Cl
     return CloseOptions(opts.out_dir, opts.ledger_url, opts.workers, draft, issue, opts.actor), notes
 
 
+@contextlib.contextmanager
+def month_guard(org: Organization, month: Month | str, opts: RunOptions, command: str) -> Iterator[dict]:
+    """Hold the organization's month for the run (one run per month at a time, across processes and
+    workers) and record how the run ended (for `billing status`). The block fills the dict it gets with
+    `outcome` and any details."""
+    engine = ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
+    started = dt.datetime.now(dt.timezone.utc)
+    report: dict = {"outcome": "failed", "message": ""}
+    try:
+        with ledger_mod.month_lock(engine, org.org_id, str(month), wait=opts.lock_wait, actor=opts.actor):
+            try:
+                yield report
+            except SourceError as err:
+                report.update(outcome="incomplete", message=str(err))
+                raise
+            except FinalizedInvoiceChanged as err:
+                report.update(outcome="changed", message=err.changes[0] if err.changes else str(err),
+                              changes=err.changes)
+                raise
+            except BaseException as err:
+                report.update(outcome="failed", message=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+                raise
+            finally:
+                outcome, message = report.pop("outcome"), report.pop("message")
+                ledger_mod.record_run(engine, org.org_id, str(month), command=command, outcome=outcome,
+                                      started_at=started, actor=opts.actor, message=message, **report)
+    finally:
+        engine.dispose()
+
+
+def totals_by_currency(documents: list[Invoice]) -> dict[str, str]:
+    """What the month's documents in force bill, per currency."""
+    totals: dict[str, Decimal] = {}
+    for doc in documents:
+        if doc.is_in_force or doc.status == "draft":
+            totals[doc.currency] = totals.get(doc.currency, ZERO) + doc.total
+    return {c: str(t) for c, t in sorted(totals.items())}
+
+
 def run_month(org: Organization, month: Month, opts: RunOptions, stage: Stage = _identity) -> MonthResult:
     """Ingest, attribute, price, then finalize with every document rendered before the commit."""
     closing, notes = close_options(org, month, opts)
+    with month_guard(org, month, opts, "run") as report:
+        result = _run_month(org, month, opts, closing, notes, stage)
+        report.update(outcome="draft" if result.draft else ("restated" if result.restated else "finalized"),
+                      documents=len(result.invoices), created=len(result.created),
+                      totals=totals_by_currency(result.invoices), unattributed=str(result.unattributed),
+                      restated=result.restated)
+    return result
+
+
+def _run_month(org: Organization, month: Month, opts: RunOptions, closing: CloseOptions, notes: list[str],
+               stage: Stage) -> MonthResult:
     ingested = stage(fetch_costs)(org, month, opts, closing.draft)
     usage = stage(load_usage)(org, month)
     attributed, reconciliation = stage(attribute_costs)(org, ingested, usage)
@@ -162,7 +215,7 @@ def run_month(org: Organization, month: Month, opts: RunOptions, stage: Stage = 
                         f"{month}/attribution.restated.csv and reconciliation.restated.csv:")
         warnings += [f"  {line}" for line in restatement.describe()]
     return MonthResult(str(month), record.invoices, record.created, record.unchanged, reconciliation, unattributed,
-                       warnings, draft=closing.draft)
+                       warnings, draft=closing.draft, restated=restatement.describe() if restatement else [])
 
 
 @dataclass
@@ -177,15 +230,30 @@ def amend(org: Organization, month: Month, opts: RunOptions, *, reason: str, pol
     """Recompute a finalized month from its data today and correct its documents (credit notes and
     replacements, or adjustments on the next invoice)."""
     closing, notes = close_options(org, month, replace(opts, draft=False, allow_estimated=True))
-    ingested = stage(fetch_costs)(org, month, opts, False)
-    usage = stage(load_usage)(org, month)
-    attributed, reconciliation = stage(attribute_costs)(org, ingested, usage)
-    closed = stage(amend_month)(org, month, ingested, attributed, reconciliation, usage, closing, reason=reason,
-                                policy=policy)
+    with month_guard(org, month, opts, "amend") as report:
+        ingested = stage(fetch_costs)(org, month, opts, False)
+        usage = stage(load_usage)(org, month)
+        attributed, reconciliation = stage(attribute_costs)(org, ingested, usage)
+        closed = stage(amend_month)(org, month, ingested, attributed, reconciliation, usage, closing, reason=reason,
+                                    policy=policy)
+        report.update(outcome="amended" if closed.record.changes else "finalized", message=reason,
+                      created=[d.number for d in closed.record.created], policy=policy,
+                      totals=totals_by_currency(closed.record.invoices))
     return AmendResult(str(month), closed.record, notes + closed.warnings)
 
 
 def void(org: Organization, number: str, opts: RunOptions, *, reason: str) -> Correction:
-    today = opts.today or today_utc()
+    today = opts.today or org.today()
     closing = CloseOptions(opts.out_dir, opts.ledger_url, opts.workers, False, opts.issue_date or today, opts.actor)
-    return void_document(org, number, closing, reason=reason)
+    engine = ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
+    try:
+        found = ledger_mod.document(engine, number)
+    finally:
+        engine.dispose()
+    if found is None:
+        raise InputError(f"{number}: no such document in the ledger")
+    with month_guard(org, found.month, opts, "void") as report:
+        correction = void_document(org, number, closing, reason=reason)
+        report.update(outcome="voided", message=f"{number}: {reason}",
+                      created=[d.number for d in correction.created], totals=totals_by_currency(correction.invoices))
+    return correction

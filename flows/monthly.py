@@ -51,12 +51,13 @@ def _options(out_dir: str, draft: bool, refresh: bool, allow_estimated: bool, le
 
 
 @flow(name="monthly-invoicing", log_prints=True)
-def monthly_invoicing(month: str, org_path: str = "", out_dir: str = "out", draft: bool = False,
+def monthly_invoicing(month: str | None = None, org_path: str = "", out_dir: str = "out", draft: bool = False,
                       refresh: bool = False, allow_estimated: bool = False, ledger_url: str | None = None,
                       issue_date: str | None = None, actor: str | None = None):
-    """Invoice one month: ingest, attribute, price, finalize, render, write outputs."""
+    """Invoice one month (by default the last one that has closed, in the organization's time zone):
+    ingest, attribute, price, finalize, render, write outputs."""
     org = load_organization(org_path or default_organization_path())
-    return run_month(org, Month.parse(month),
+    return run_month(org, Month.parse(month) if month else org.last_closed_month(),
                      _options(out_dir, draft, refresh, allow_estimated, ledger_url, issue_date, actor), stage=as_task)
 
 

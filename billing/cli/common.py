@@ -53,6 +53,8 @@ def document_options() -> argparse.ArgumentParser:
                       help="the date new documents are issued (default: today); closing-day: the day each month "
                            "closed, for backfilling history")
     opts.add_argument("--actor", default=None, help="who does it, for the event log (default: your user name)")
+    opts.add_argument("--lock-wait", type=float, default=120.0, metavar="SECONDS",
+                      help="how long to wait for a month that another run is invoicing (default: 120)")
     return opts
 
 
@@ -69,7 +71,8 @@ def run_options(args):
     return RunOptions(out_dir=args.out, draft=getattr(args, "draft", False), refresh=getattr(args, "refresh", False),
                       allow_estimated=getattr(args, "allow_estimated", False), ledger_url=args.ledger,
                       workers=getattr(args, "workers", None), issue_date=issue if isinstance(issue, dt.date) else None,
-                      issue_on_closing_day=issue == "closing-day", actor=getattr(args, "actor", None))
+                      issue_on_closing_day=issue == "closing-day", actor=getattr(args, "actor", None),
+                      lock_wait=getattr(args, "lock_wait", 120.0))
 
 
 def parse_month(text: str, option: str = "--month"):

@@ -20,10 +20,12 @@ from billing.ledger.record import (Event, Evidence, Expected, MonthRecord, all_f
                                    default_actor, describe_change, document, finalized_month, finalized_state,
                                    history, input_manifest, month_invoices, record_month, recording_month,
                                    state_changes)
+from billing.ledger.runs import DEFAULT_LOCK_WAIT, MonthLocked, MonthRun, latest_runs, month_lock, record_run
 from billing.ledger.schema import (AdjustmentRow, Base, EventRow, EvidenceRow, InputManifestRow, InvoiceRow, LineRow,
                                    SequenceRow)
 
-__all__ = ["DOCUMENT_TYPES", "LEDGER_ENV", "POLICIES", "STATUSES", "AdjustmentRow", "Base", "CarriedAdjustment",
+__all__ = ["DEFAULT_LOCK_WAIT", "MonthLocked", "MonthRun", "latest_runs", "month_lock", "record_run",
+           "DOCUMENT_TYPES", "LEDGER_ENV", "POLICIES", "STATUSES", "AdjustmentRow", "Base", "CarriedAdjustment",
            "Correction", "Event", "EventRow", "Evidence", "EvidenceRow", "Expected", "InputManifestRow", "Invoice",
            "InvoiceRow", "Line", "LineRow", "MonthRecord", "SequenceRow", "all_finalized", "amending_month",
            "build_invoices", "carried_adjustments", "credit_note_for", "default_actor", "describe_change",

@@ -162,3 +162,31 @@ class EvidenceRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (UniqueConstraint("month", "version", name="one_evidence_per_month_version"),)
+
+
+class RunLockRow(Base):
+    """Who is invoicing an organization's month right now (one run at a time, across processes and workers)."""
+
+    __tablename__ = "run_locks"
+    org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(256))          # user@host pid N
+    host: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MonthRunRow(Base):
+    """One run of a month (run, amend, void) and how it ended: for `billing status`."""
+
+    __tablename__ = "month_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(String(64))
+    month: Mapped[str] = mapped_column(String(7), index=True)
+    command: Mapped[str] = mapped_column(String(16))          # run, amend, void
+    outcome: Mapped[str] = mapped_column(String(16))          # finalized, draft, restated, changed, incomplete, failed
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(Text, default="", server_default="")
+    details: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")   # JSON: totals, unattributed, ...
