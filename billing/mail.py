@@ -8,6 +8,7 @@ an error message. Every failure is a `MailError` with a one-line message.
 """
 from __future__ import annotations
 
+import email.policy
 import email.utils
 import os
 import smtplib
@@ -18,6 +19,11 @@ from typing import Sequence
 
 from billing.config import SmtpServer
 from billing.errors import BillingError
+
+
+# Lines up to RFC 5322's hard limit: the standard library folds a long Subject right after "Subject:", which
+# readers then show with a leading space.
+POLICY = email.policy.default.clone(max_line_length=998)
 
 
 class MailError(BillingError):
@@ -51,7 +57,7 @@ def environment_secret(variable: str, what: str) -> str:
 def build_message(smtp: SmtpServer, *, to: Sequence[str], subject: str, body: str, cc: Sequence[str] = (),
                   attachments: Sequence[Attachment] = (), reply_to: str | None = None) -> EmailMessage:
     """A plain-text message from the configured sender, with a Date and a new Message-ID."""
-    message = EmailMessage()
+    message = EmailMessage(policy=POLICY)
     message["From"] = smtp.sender
     message["To"] = ", ".join(to)
     if cc:
