@@ -430,7 +430,6 @@ def _notifications_need_smtp(notifications: Notifications | None, info: Validati
     return notifications
 
 
-
 class Organization(Frozen):
     name: Text
     issuer: Issuer
