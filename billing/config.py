@@ -7,6 +7,7 @@ raises `ConfigError` listing every problem with file, path and value.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import os
 import re
 import unicodedata
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal, Sequence, Union
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from billing.errors import ConfigError
 from billing.money import is_iso_currency, to_decimal
@@ -381,6 +382,141 @@ def _timezone(name: str) -> str:
     return name
 
 
+# ---- notifications: who hears how a monthly run went, and the mail server ------------------------
+
+# Only the NAME of an environment variable is written in the configuration; its value (a password, a webhook
+# URL) is read when a message is sent, and never shown: a value pasted here by mistake is not echoed either.
+ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
+HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252}[A-Za-z0-9])?$"
+NOTIFICATION_EVENTS = ("failure", "incomplete", "success")
+
+
+def _env_name_problems(data: Any, fields: Sequence[str], example: str) -> None:
+    """Refuse settings that should name an environment variable but do not, and secrets written in the file
+    itself (`password:`, `url:`), without repeating their values."""
+    if not isinstance(data, dict):
+        return
+    written = [name.removesuffix("_env") for name in fields if name.removesuffix("_env") in data]
+    if written:
+        raise ValueError(f"{' and '.join(written)}: a secret is not written in the configuration; put it in an "
+                         f"environment variable and give that variable's name as "
+                         f"{' and '.join(w + '_env' for w in written)}, e.g. {example} (the value is not shown)")
+    wrong = [name for name in fields if data.get(name) is not None
+             and not (isinstance(data[name], str) and re.fullmatch(ENV_NAME_PATTERN, data[name]))]
+    if wrong:
+        raise ValueError(f"{' and '.join(wrong)}: give the name of an environment variable (letters, digits and _, "
+                         f"not starting with a digit), e.g. {example}, and set the secret in that variable; the "
+                         "value given is not shown, in case it is the secret itself")
+
+
+def _mailbox(text: str) -> str:
+    """One sender: billing@example.org or "Hub Billing <billing@example.org>"."""
+    pairs = email.utils.getaddresses([text])
+    if len(pairs) != 1 or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", pairs[0][1]) or "\n" in text or "\r" in text:
+        raise ValueError(f"not one email address: {text!r}; e.g. billing@example.org or "
+                         "'Hub Billing <billing@example.org>'")
+    return text
+
+
+Mailbox = Annotated[str, AfterValidator(_mailbox)]
+EnvName = Annotated[str, Field(pattern=f"^{ENV_NAME_PATTERN}$")]
+
+
+class SmtpServer(Frozen):
+    """The mail server that sends notifications (and, later, invoices); its credentials come from the environment.
+
+    `starttls` (default) upgrades a plain connection (port 587); `ssl: true` speaks TLS from the start (port
+    465). A password is only ever sent over TLS.
+    """
+
+    host: Annotated[str, Field(pattern=HOST_PATTERN)]
+    port: int = Field(default=587, ge=1, le=65535, strict=True)    # 465 by default with ssl: true
+    starttls: bool = Field(default=True, strict=True)                # false by default with ssl: true
+    ssl: bool = Field(default=False, strict=True)
+    sender: Mailbox = Field(alias="from")
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
+    timeout: int = Field(default=30, ge=1, le=600, strict=True)      # seconds, per connection and command
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_and_names(cls, data: Any) -> Any:
+        _env_name_problems(data, ("username_env", "password_env"), "SMTP_PASSWORD")
+        if not isinstance(data, dict) or data.get("ssl") is not True:
+            return data
+        if data.get("starttls") is True:
+            raise ValueError("give starttls: true (port 587) or ssl: true (port 465), not both")
+        return {"port": 465, "starttls": False, **data}
+
+    @model_validator(mode="after")
+    def _login_over_tls(self) -> "SmtpServer":
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("give both username_env and password_env to log in, or neither")
+        if self.password_env is not None and not (self.starttls or self.ssl):
+            raise ValueError("a password is only sent over TLS: set starttls: true or ssl: true")
+        return self
+
+
+class EmailNotifications(Frozen):
+    to: tuple[Email, ...]
+    cc: tuple[Email, ...] = ()
+
+    @model_validator(mode="after")
+    def _each_once(self) -> "EmailNotifications":
+        if not self.to:
+            raise ValueError("to: give at least one address")
+        if dups := _duplicates(a.lower() for a in self.to + self.cc):
+            raise ValueError(f"{', '.join(dups)} given more than once in to and cc")
+        return self
+
+
+class WebhookNotifications(Frozen):
+    """A Slack-compatible incoming webhook; its URL is a secret, so only the variable that holds it is named."""
+
+    url_env: EnvName
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_a_variable(cls, data: Any) -> Any:
+        _env_name_problems(data, ("url_env",), "BILLING_WEBHOOK_URL")
+        return data
+
+
+class Notifications(Frozen):
+    """Who hears how a monthly run or backfill went: on failure, on an incomplete month, the summary on success."""
+
+    email: EmailNotifications | None = None
+    webhook: WebhookNotifications | None = None
+    on: tuple[Literal["failure", "incomplete", "success"], ...] = NOTIFICATION_EVENTS
+    subject_prefix: Annotated[str, Field(max_length=60, pattern=r"^[^\r\n]*$")] = "[hub-billing]"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_as_written(cls, data: Any) -> Any:
+        # YAML 1.1 reads the bare key `on` as the boolean true: take it as written.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _somewhere_to_send(self) -> "Notifications":
+        if self.email is None and self.webhook is None:
+            raise ValueError("give email, webhook or both")
+        if not self.on:
+            raise ValueError(f"on: give at least one of {', '.join(NOTIFICATION_EVENTS)}, or leave it out for all")
+        if dups := _duplicates(self.on):
+            raise ValueError(f"on: {', '.join(dups)} given more than once")
+        return self
+
+
+def _notifications_need_smtp(notifications: Notifications | None, info: ValidationInfo) -> Notifications | None:
+    """E-mail needs a mail server (the top-level smtp block); when that block is itself wrong, that is reported."""
+    if notifications is not None and notifications.email is not None and "smtp" in info.data \
+            and info.data["smtp"] is None:
+        raise ValueError("email: notifications by e-mail need the top-level smtp block (host, port, from, ...)")
+    return notifications
+
+
 class Organization(Frozen):
     name: Text
     # Names the organization in deployments, artifacts and locks (default: a slug of the name).
@@ -400,6 +536,9 @@ class Organization(Frozen):
     close_after_days: CloseAfterDays = 5
     # A community's month that totals 0.00 (fully grant-funded) gets a statement that nothing is due, or no document.
     zero_total_document: Literal["statement", "none"] = "statement"
+    # The mail server (notifications now, invoices later) and who hears how each run went.
+    smtp: SmtpServer | None = None
+    notifications: Annotated[Notifications | None, AfterValidator(_notifications_need_smtp)] = None
     # The folder the configuration was read from; relative paths resolve against it.
     # Cross-references are checked by `parse_organization` (each problem on its own line).
     base_dir: Path = Field(default=Path("."), exclude=True)

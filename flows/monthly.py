@@ -5,6 +5,10 @@ with a name and, for fetching cost data, retries on transient source errors
 (never on bad input). Results are not cached: cloud costs get restated, and
 the ledger already makes reruns safe.
 
+Both flows notify as `billing run` does (`billing.notify`): a month's
+summary, a failed or incomplete month, one summary per backfill; their
+on_failure / on_crashed hooks notify whatever else stops a run.
+
 Schedule the monthly run with a real Prefect server (`prefect server start`)
 and `monthly_invoicing.serve(cron="0 6 3 * *")` (see README).
 """
@@ -14,12 +18,14 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Callable
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.logging.loggers import flow_run_logger
 
 from billing.config import default_organization_path, load_organization
 from billing.errors import SourceError
 from billing.months import Month, month_range
+from billing.notify import Notifier, already_notified
 from billing.pipeline import MONTH_FAILURES, RunOptions, amend, month_failure, run_month, write_revenue_report
 
 RETRIED_STAGES = {"fetch_costs": 3}
@@ -50,15 +56,53 @@ def _options(out_dir: str, draft: bool, refresh: bool, allow_estimated: bool, le
                       issue_date=dt.date.fromisoformat(issue_date) if issue_date and not closing_day else None)
 
 
-@flow(name="monthly-invoicing", log_prints=True)
+def _notify_stopped_run(flow_, flow_run, state) -> None:
+    """on_failure / on_crashed: tell people what stopped the run, unless a month already notified it.
+
+    This catches what the flow body cannot: a crash (the process killed, the
+    infrastructure gone) and failures outside a month (the revenue report).
+    """
+    logger = flow_run_logger(flow_run, flow_)
+    try:
+        _notify_stopped(flow_run, state, logger)
+    except Exception as err:  # noqa: BLE001 - a hook that raises would hide the run's own failure
+        logger.warning(f"notification not sent: {type(err).__name__}: {err}")
+
+
+def _notify_stopped(flow_run, state, logger) -> None:
+    params = flow_run.parameters
+    err = state.result(raise_on_failure=False) if state.is_failed() else None
+    if not params.get("notify", True) or already_notified(err):
+        return
+    try:
+        org = load_organization(params.get("org_path") or default_organization_path())
+    except Exception as load_err:  # noqa: BLE001 - nothing to send with, nor to whom
+        logger.warning(f"no notification sent: the configuration could not be read ({load_err})")
+        return
+    notifier = Notifier(org, params.get("out_dir") or "out", warn=logger.warning)
+    if isinstance(err, Exception) and params.get("month"):
+        notifier.month_error(params["month"], err)
+        return
+    what = params.get("month") or f"the backfill {params.get('start')} to {params.get('end')}"
+    why = f"{type(err).__name__}: {err}" if isinstance(err, BaseException) else f"{state.name}: {state.message}"
+    notifier.month_failed(what, f"{what} stopped (flow run {flow_run.name}): {why}")
+
+
+@flow(name="monthly-invoicing", log_prints=True, on_failure=[_notify_stopped_run], on_crashed=[_notify_stopped_run])
 def monthly_invoicing(month: str | None = None, org_path: str = "", out_dir: str = "out", draft: bool = False,
                       refresh: bool = False, allow_estimated: bool = False, ledger_url: str | None = None,
-                      issue_date: str | None = None, actor: str | None = None):
+                      issue_date: str | None = None, actor: str | None = None, notify: bool = True):
     """Invoice one month (by default the last one that has closed, in the organization's time zone):
-    ingest, attribute, price, finalize, render, write outputs."""
+    ingest, attribute, price, finalize, render, write outputs; then notify."""
     org = load_organization(org_path or default_organization_path())
-    return run_month(org, Month.parse(month) if month else org.last_closed_month(),
-                     _options(out_dir, draft, refresh, allow_estimated, ledger_url, issue_date, actor), stage=as_task)
+    month = month or str(org.last_closed_month())
+    notifier = Notifier(org, out_dir, warn=get_run_logger().warning, enabled=notify)
+    with notifier.run([month]) as report, report.month(month):
+        result = run_month(org, Month.parse(month),
+                           _options(out_dir, draft, refresh, allow_estimated, ledger_url, issue_date, actor),
+                           stage=as_task)
+    report.succeeded(result)
+    return result
 
 
 @flow(name="amend-month", log_prints=True)
@@ -71,28 +115,35 @@ def amend_month_flow(month: str, reason: str, policy: str = "reissue", org_path:
                  reason=reason, policy=policy, stage=as_task)
 
 
-@flow(name="backfill", log_prints=True)
+@flow(name="backfill", log_prints=True, on_failure=[_notify_stopped_run], on_crashed=[_notify_stopped_run])
 def backfill(start: str, end: str, org_path: str = "", out_dir: str = "out", draft: bool = False,
              refresh: bool = False, allow_estimated: bool = False, ledger_url: str | None = None,
-             write_report: bool = True, issue_date: str | None = None, actor: str | None = None) -> dict[str, Any]:
+             write_report: bool = True, issue_date: str | None = None, actor: str | None = None,
+             notify: bool = True) -> dict[str, Any]:
     """Invoice every month from start to end (oldest first), then the revenue report.
 
     A month whose finalized invoices would change, or whose source failed, is
-    reported and skipped; the other months still run.
+    reported (and notified) and skipped; the other months still run. One
+    summary is notified at the end (for a single month, its own message).
     """
     org = load_organization(org_path or default_organization_path())
     opts = _options(out_dir, draft, refresh, allow_estimated, ledger_url, issue_date, actor)
+    months = month_range(Month.parse(start), Month.parse(end))
+    notifier = Notifier(org, out_dir, warn=get_run_logger().warning, enabled=notify)
     results, failures = [], []
-    for month in month_range(Month.parse(start), Month.parse(end)):
-        result, failure = None, None
-        try:
-            result = run_month(org, month, opts, stage=as_task)
-            results.append(result)
-        except MONTH_FAILURES as err:
-            failure = month_failure(month, err)
-            failures.append(failure)
-        for listener in MONTH_LISTENERS:
-            listener(str(month), result, failure)
+    with notifier.run(months) as report:
+        for month in months:
+            result, failure = None, None
+            try:
+                with report.month(month):
+                    result = run_month(org, month, opts, stage=as_task)
+                results.append(result)
+                report.succeeded(result)
+            except MONTH_FAILURES as err:
+                failure = month_failure(month, err)
+                failures.append(failure)
+            for listener in MONTH_LISTENERS:
+                listener(str(month), result, failure)
     if write_report and not draft:
         as_task(write_revenue_report)(org, opts)
     return {"months": results, "failures": failures}

@@ -68,3 +68,40 @@ def prefect_harness(tmp_path_factory):
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+# ---- notifications: a real SMTP server and a webhook listener on loopback (see notify_servers.py) ----------
+
+
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory):
+    from notify_servers import self_signed_certificate
+
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture()
+def smtp_server(tls_certificate, monkeypatch):
+    """aiosmtpd with STARTTLS and a login on 127.0.0.1; the client trusts its certificate through SSL_CERT_FILE,
+    and finds the login in $TEST_SMTP_USER / $TEST_SMTP_PASSWORD."""
+    from notify_servers import PASSWORD, USER, start_smtp
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_certificate[0]))
+    monkeypatch.setenv("TEST_SMTP_USER", USER)
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", PASSWORD)
+    server = start_smtp(tls_certificate)
+    yield server
+    server.controller.stop()
+
+
+@pytest.fixture()
+def webhook(monkeypatch):
+    """A webhook listener on 127.0.0.1 whose URL is in $TEST_WEBHOOK_URL; retries do not wait."""
+    from notify_servers import start_webhook
+
+    hook = start_webhook()
+    monkeypatch.setenv("TEST_WEBHOOK_URL", hook.url)
+    monkeypatch.setattr("billing.notify.WEBHOOK_RETRY_DELAYS", (0.0, 0.0))
+    yield hook
+    hook.httpd.shutdown()
+    hook.httpd.server_close()

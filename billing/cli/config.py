@@ -1,6 +1,8 @@
 """billing validate and billing sources check: is the configuration right, can each source be read?"""
 from __future__ import annotations
 
+import sys
+
 from billing.cli.common import checked_org, parse_month, common_options
 from billing.errors import BillingError
 
@@ -16,9 +18,13 @@ def add_parsers(sub) -> None:
 
 
 def cmd_validate(args) -> int:
+    from billing.notify import unset_variables
+
     org = checked_org(args)
     print(f"{args.org or 'bundled sample'}: valid — {len(org.communities)} communities, {len(org.clusters)} clusters, "
           f"{len(org.hubs)} hubs, {len(org.pricing_plans)} pricing plans, {len(org.funders)} funders")
+    for problem in unset_variables(org):
+        print(f"warning: {problem}", file=sys.stderr)
     return 0
 
 

@@ -14,6 +14,8 @@ def add_parsers(sub) -> None:
     run_opts.add_argument("--allow-estimated", action="store_true",
                           help="finalize even if the month has not closed or a source says figures are estimated")
     run_opts.add_argument("--prefect", action="store_true", help="run through the Prefect flow (records runs in Prefect)")
+    run_opts.add_argument("--no-notify", action="store_true",
+                          help="send no notification (e-mail, webhook) for this run, whatever the configuration says")
     parents = [common_options(), document_options(), run_opts]
     run = sub.add_parser("run", parents=parents, help="run the monthly job for one month")
     run.add_argument("--month", required=True, help="YYYY-MM")
@@ -25,19 +27,24 @@ def add_parsers(sub) -> None:
 
 
 def _run_months(args, months) -> int:
+    from billing.notify import Notifier
     from billing.pipeline import MONTH_FAILURES, month_failure, run_month
 
     org, opts = load_org(args), run_options(args)
     if args.prefect:
         return _run_months_in_prefect(args, months, opts)
+    notifier = Notifier(org, opts.out_dir, warn=_warn, enabled=not args.no_notify)
     failures = []
-    with progress_bar() as progress:
+    with progress_bar() as progress, notifier.run(months) as report:
         task = progress.add_task("Invoicing", total=len(months)) if progress else None
         for month in months:
             if progress:
                 progress.update(task, description=f"Invoicing {month}")
             try:
-                say(run_month(org, month, opts), opts.draft)
+                with report.month(month):
+                    result = run_month(org, month, opts)
+                say(result, opts.draft)
+                report.succeeded(result)
             except MONTH_FAILURES as err:
                 # One month failing must not stop a backfill; it is reported and the run exits non-zero.
                 failures.append(month_failure(month, err))
@@ -47,6 +54,12 @@ def _run_months(args, months) -> int:
     if failures and len(months) > 1:
         print(f"{len(failures)} of {len(months)} month(s) failed; nothing was changed for them.", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _warn(text: str) -> None:
+    """A notification that could not be sent: a warning, never a change to the exit code."""
+    sys.stderr.write(f"warning: {text}\n")
+    sys.stderr.flush()
 
 
 def _run_months_in_prefect(args, months, opts) -> int:
@@ -68,7 +81,7 @@ def _run_months_in_prefect(args, months, opts) -> int:
         results = backfill_flow(str(months[0]), str(months[-1]), org_path=str(args.org or ""),
                                 out_dir=str(opts.out_dir), draft=opts.draft, refresh=opts.refresh,
                                 allow_estimated=opts.allow_estimated, ledger_url=opts.ledger_url, write_report=False,
-                                issue_date=issue, actor=opts.actor)
+                                issue_date=issue, actor=opts.actor, notify=not args.no_notify)
     finally:
         MONTH_LISTENERS.remove(report)
     return 1 if results["failures"] else 0
