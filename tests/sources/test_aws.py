@@ -44,7 +44,9 @@ from billing.config import Cluster
 from billing.errors import SourceError
 from billing.months import Month
 from billing.sources import SnapshotStore, make_source
-from billing.sources import aws
+from billing.sources.aws import common as aws_common
+from billing.sources.aws.cost_explorer import CostExplorer
+from billing.sources.aws.focus_s3 import FocusExportS3, normalize_tags
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "aws"
 MONTH = Month(2022, 3)
@@ -88,7 +90,7 @@ def recording_client(service: str, name: str):
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.json"):
         old.unlink()
-    client = aws.make_client(service, "us-east-1")
+    client = aws_common.make_client(service, "us-east-1")
     scrub, counter, pending = Scrubber(), itertools.count(1), {}
     service_id = client.meta.service_model.service_id.hyphenize()
 
@@ -152,7 +154,7 @@ def aws_replay(monkeypatch):
             client, stubber = recording_client(service, name), None
         else:
             client, stubber = replay_client(service, name, repeat)
-        monkeypatch.setattr(aws, "make_client", lambda svc, region: client)
+        monkeypatch.setattr(aws_common, "make_client", lambda svc, region: client)
         return Replay(stubber)
 
     return use
@@ -184,10 +186,10 @@ def make_cluster(source: dict, sub_accounts=("111111111111",)) -> Cluster:
                    split={"rule": "usage"}, hub_tag=TAG, source=source)
 
 
-def cost_explorer(tmp_path, sub_accounts=("111111111111",), **options) -> aws.CostExplorer:
+def cost_explorer(tmp_path, sub_accounts=("111111111111",), **options) -> CostExplorer:
     cluster = make_cluster({"type": "aws_cost_explorer", **options}, sub_accounts)
     source = make_source(cluster, SimpleNamespace(name="test org"), SnapshotStore(tmp_path / "snapshots"))
-    assert isinstance(source, aws.CostExplorer)
+    assert isinstance(source, CostExplorer)
     source.sleep = lambda seconds: pytest.fail("unexpected retry")
     return source
 
@@ -356,7 +358,7 @@ def test_probe_reports_access_denied(tmp_path, aws_replay):
     ("SavingsPlanRecurringFee", "Purchase"), ("Other out-of-cycle charges", "Adjustment"),
 ])
 def test_record_types_map_to_focus_charge_categories(record_type, category):
-    assert aws.charge_category(record_type) == category
+    assert aws_common.charge_category(record_type) == category
 
 
 def _client_error(code: str, status: int, headers: dict | None = None) -> ClientError:
@@ -378,20 +380,20 @@ def _client_error(code: str, status: int, headers: dict | None = None) -> Client
     (NoCredentialsError(), None),
 ])
 def test_transient_errors(exc, expected):
-    assert aws.is_transient(exc) == expected
+    assert aws_common.is_transient(exc) == expected
 
 
 def test_missing_credentials_are_explained():
     def call():
         raise NoCredentialsError()
     with pytest.raises(SourceError, match="default chain"):
-        aws.call_aws("cluster 'x'", call, explain=lambda code, message: None, sleep=lambda s: None)
+        aws_common.call_aws("cluster 'x'", call, explain=lambda code, message: None, sleep=lambda s: None)
 
 
 def test_messages_are_scrubbed():
     text = ("User arn:aws:iam::123456789012:user/ci key AKIAABCDEFGHIJKLMNOP "
             "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA%2F&X-Amz-Signature=abc123")
-    cleaned = aws.scrub(text)
+    cleaned = aws_common.scrub(text)
     assert "123456789012" not in cleaned and "AKIAABCDEFGHIJKLMNOP" not in cleaned
     assert "abc123" not in cleaned and "X-Amz-Signature=<redacted>" in cleaned
 
@@ -434,11 +436,11 @@ EXPORT = "exports/focus-2i2c"
 FOCUS_DATA = DATA / "focus_export"
 
 
-def focus_source(tmp_path, prefix="exports") -> aws.FocusExportS3:
+def focus_source(tmp_path, prefix="exports") -> FocusExportS3:
     cluster = make_cluster({"type": "aws_focus_s3", "bucket": BUCKET, "prefix": prefix},
                            sub_accounts=("111111111111", "222222222222"))
     source = make_source(cluster, SimpleNamespace(name="test org"), SnapshotStore(tmp_path / "snapshots"))
-    assert isinstance(source, aws.FocusExportS3)
+    assert isinstance(source, FocusExportS3)
     source.sleep = lambda seconds: pytest.fail("unexpected retry")
     return source
 
@@ -608,7 +610,7 @@ def test_newest_manifest_wins_when_each_refresh_creates_new_files(tmp_path):
 
 
 def test_tags_are_normalized():
-    assert aws.normalize_tags('{"user:b": "1", "a": "2"}', "x") == '{"a": "2", "b": "1"}'
-    assert aws.normalize_tags("", "x") == "{}" and aws.normalize_tags(None, "x") == "{}"
+    assert normalize_tags('{"user:b": "1", "a": "2"}', "x") == '{"a": "2", "b": "1"}'
+    assert normalize_tags("", "x") == "{}" and normalize_tags(None, "x") == "{}"
     with pytest.raises(SourceError, match="not a JSON object"):
-        aws.normalize_tags("[1]", "x")
+        normalize_tags("[1]", "x")

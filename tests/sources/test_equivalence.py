@@ -23,7 +23,7 @@ The recordings are hand-made (nothing to re-record), so the module is skipped
 under BILLING_RECORD=1.
 
 Reaching the sources `make_source` builds (ingest and `sources check` create
-their own instances): BigQueryExport.make_clients and aws.make_client are
+their own instances): BigQueryExport.make_clients and aws.common.make_client are
 replaced as in the connectors' tests; CostManagementQuery takes its transport
 and credential as dataclass fields, so its (inherited) __post_init__ is wrapped
 at class level to set them, and every source's retry sleep fails the test.
@@ -46,7 +46,8 @@ from billing.cli import main
 from billing.config import parse_organization
 from billing.months import Month
 from billing.pipeline import RunOptions, attribute_costs, fetch_costs, run_month
-from billing.sources import aws
+from billing.sources.aws import common as aws_common
+from billing.sources.aws.cost_explorer import CostExplorer
 from billing.sources.azure import CostManagementQuery
 from billing.sources.gcp import BigQueryExport
 from billing.usage import load_usage
@@ -154,7 +155,7 @@ def _no_retry(seconds: float) -> None:
 class Replays:
     """Makes every GCP, AWS and Azure source that make_source builds answer from DATA/<cloud>/<scenario>/."""
 
-    LIVE_CLASSES = (BigQueryExport, aws.CostExplorer, CostManagementQuery)
+    LIVE_CLASSES = (BigQueryExport, CostExplorer, CostManagementQuery)
 
     def __init__(self, monkeypatch):
         self.monkeypatch = monkeypatch
@@ -180,7 +181,7 @@ class Replays:
         self.gcp = GcpTape(DATA / "gcp" / gcp, month_literals + tuple(GCP_PROJECTS) + (GCP_LABEL, GCP_ACCOUNT))
         self.monkeypatch.setattr(BigQueryExport, "make_clients", lambda source, project: self.gcp.clients(project))
         client, self.aws_stubber = replay_client("ce", aws_ce)
-        self.monkeypatch.setattr(aws, "make_client", lambda service, region: client)
+        self.monkeypatch.setattr(aws_common, "make_client", lambda service, region: client)
         self.azure = ReplayTransport(DATA / "azure" / azure)
         self.azure_seams.update(transport=self.azure, credential_factory=FakeCredential)
         return self
@@ -198,7 +199,7 @@ class Replays:
             raise AssertionError("a cloud API was called although its snapshot exists")
 
         self.monkeypatch.setattr(BigQueryExport, "make_clients", refuse)
-        self.monkeypatch.setattr(aws, "make_client", refuse)
+        self.monkeypatch.setattr(aws_common, "make_client", refuse)
         self.azure_seams.update(transport=None, credential_factory=refuse)
 
 
