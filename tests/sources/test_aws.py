@@ -14,9 +14,14 @@ Re-recording (never in CI): with real credentials in the default chain,
 
 runs the scenarios marked recordable against the real API and rewrites their
 folders: the real account ids are written back as the fake ones, any other
-12-digit number becomes 999999999999, page tokens become page-token-N. The
-other scenarios (errors, malformed answers) are hand-written and skipped in
-that mode. The amounts asserted below then need updating to the new data.
+12-digit number becomes 999999999999, page tokens become page-token-N, the
+random ClientRequestToken becomes "<any>". BILLING_RECORD_NAMES=fake=real,...
+maps other names the same way (an Athena database, table or result
+location), and BILLING_RECORD_REGION sets the region (default us-east-1).
+The other scenarios (errors, malformed answers) are hand-written and skipped
+in that mode. The amounts asserted below then need updating to the new data.
+
+In "params", the string "<any>" matches whatever the connector sends there.
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ import pyarrow.parquet as pq
 import pytest
 from botocore import xform_name
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from billing.config import Cluster
 from billing.errors import SourceError
@@ -56,6 +61,9 @@ RECORDING = os.environ.get("BILLING_RECORD") == "1"
 # fake id -> real id, only while recording
 FAKE_TO_REAL = dict(pair.split("=", 1) for pair in os.environ.get("BILLING_RECORD_ACCOUNTS", "").split(",")
                     if "=" in pair) if RECORDING else {}
+FAKE_TO_REAL_NAMES = dict(pair.split("=", 1) for pair in os.environ.get("BILLING_RECORD_NAMES", "").split(",")
+                          if "=" in pair) if RECORDING else {}
+RECORD_REGION = os.environ.get("BILLING_RECORD_REGION", "us-east-1")
 
 
 # ---- replaying and recording API calls ----------------------------------------------------
@@ -65,11 +73,17 @@ def account(fake: str) -> str:
     return FAKE_TO_REAL.get(fake, fake)
 
 
+def real_name(fake: str) -> str:
+    """A name the tests use (database, table, result location), or the real one while recording."""
+    return FAKE_TO_REAL_NAMES.get(fake, fake)
+
+
 class Scrubber:
-    """Makes a recorded call safe to commit: fake account ids, renamed page tokens."""
+    """Makes a recorded call safe to commit: fake account ids and names, renamed page tokens."""
 
     def __init__(self):
         self.accounts = {real: fake for fake, real in FAKE_TO_REAL.items()}
+        self.names = sorted(((real, fake) for fake, real in FAKE_TO_REAL_NAMES.items()), key=lambda p: -len(p[0]))
         self.tokens: dict[str, str] = {}
 
     def __call__(self, value, key: str = ""):
@@ -77,9 +91,13 @@ class Scrubber:
             return {k: self(v, k) for k, v in value.items()}
         if isinstance(value, list):
             return [self(v, key) for v in value]
-        if isinstance(value, str) and key == "NextPageToken":
+        if isinstance(value, str) and key in ("NextPageToken", "NextToken"):
             return self.tokens.setdefault(value, f"page-token-{len(self.tokens) + 1}")
+        if isinstance(value, str) and key == "ClientRequestToken":
+            return "<any>"
         if isinstance(value, str):
+            for real, fake in self.names:
+                value = value.replace(real, fake)
             return re.sub(r"(?<!\d)\d{12}(?!\d)", lambda m: self.accounts.get(m.group(0), "999999999999"), value)
         return value
 
@@ -90,7 +108,7 @@ def recording_client(service: str, name: str):
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.json"):
         old.unlink()
-    client = aws_common.make_client(service, "us-east-1")
+    client = aws_common.make_client(service, RECORD_REGION)
     scrub, counter, pending = Scrubber(), itertools.count(1), {}
     service_id = client.meta.service_model.service_id.hyphenize()
 
@@ -113,6 +131,15 @@ def recording_client(service: str, name: str):
     return client
 
 
+def expected(params):
+    """Recorded params as the Stubber's expectation: "<any>" matches anything."""
+    if isinstance(params, dict):
+        return {k: expected(v) for k, v in params.items()}
+    if isinstance(params, list):
+        return [expected(v) for v in params]
+    return ANY if params == "<any>" else params
+
+
 def replay_client(service: str, name: str, repeat: int = 1):
     """A real boto3 client whose calls are answered, in order, from tests/data/aws/<name>/."""
     files = sorted((DATA / name).glob("*.json"))
@@ -126,9 +153,10 @@ def replay_client(service: str, name: str, repeat: int = 1):
             if "error" in call:
                 e = call["error"]
                 stubber.add_client_error(method, service_error_code=e["code"], service_message=e["message"],
-                                         http_status_code=e["http_status"], expected_params=call.get("params"))
+                                         http_status_code=e["http_status"],
+                                         expected_params=expected(call.get("params")))
             else:
-                stubber.add_response(method, call["response"], call.get("params"))
+                stubber.add_response(method, call["response"], expected(call.get("params")))
     stubber.activate()
     return client, stubber
 
@@ -427,6 +455,8 @@ def test_recorder_scrubs_account_ids_and_tokens():
              "response": {"NextPageToken": "opaque-2", "Keys": ["123456789012", "Usage"]}}
     assert scrub(entry) == {"params": {"Filter": {"Values": ["999999999999"]}, "NextPageToken": "page-token-1"},
                             "response": {"NextPageToken": "page-token-2", "Keys": ["999999999999", "Usage"]}}
+    athena = {"params": {"ClientRequestToken": "5b0c2f0e-8d1e-4f8e-9a57-0d4c7c5f1a11", "NextToken": "opaque-3"}}
+    assert scrub(athena) == {"params": {"ClientRequestToken": "<any>", "NextToken": "page-token-3"}}
 
 
 # ---- FOCUS export in S3 ------------------------------------------------------------------------
