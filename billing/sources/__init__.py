@@ -21,6 +21,7 @@ SOURCE_TYPES: dict[str, str] = {
     "gcp_bigquery": "billing.sources.gcp:BigQueryExport",
     "aws_cost_explorer": "billing.sources.aws.cost_explorer:CostExplorer",
     "aws_focus_s3": "billing.sources.aws.focus_s3:FocusExportS3",
+    "aws_athena": "billing.sources.aws.athena:AthenaQuery",
     "azure_cost_management": "billing.sources.azure:CostManagementQuery",
 }
 

@@ -2,6 +2,7 @@
 
 - `cost_explorer`: the Cost Explorer API (`aws_cost_explorer`), quick, not invoice grade;
 - `focus_s3`: the FOCUS export AWS Data Exports writes to S3 (`aws_focus_s3`);
+- `athena`: a FOCUS or CUR 2.0 table of that export, summed by Amazon Athena (`aws_athena`);
 - `common`: what they share: the boto3 client factory, error classification
   for retries, actionable messages for permanent errors, scrubbing of ids.
 

@@ -61,7 +61,7 @@ TRANSIENT_CODES = frozenset({
     "RequestLimitExceeded", "LimitExceededException", "RequestThrottled", "RequestThrottledException",
     "SlowDown", "RequestTimeout", "RequestTimeoutException", "ServiceUnavailable",
     "ServiceUnavailableException", "InternalError", "InternalFailure", "InternalServerError",
-    "InternalServiceError",
+    "InternalServiceError", "InternalServerException",
 })
 CREDENTIAL_CODES = frozenset({
     "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
@@ -146,7 +146,7 @@ _USAGE_RECORD_TYPES = {"usage", "discountedusage", "discounted usage", "savingsp
 
 
 def charge_category(record_type: str) -> str:
-    """The FOCUS ChargeCategory of a Cost Explorer RECORD_TYPE value (see the module doc)."""
+    """The FOCUS ChargeCategory of a Cost Explorer RECORD_TYPE or CUR line item type (see the module doc)."""
     name = record_type.strip().lower()
     if name in _USAGE_RECORD_TYPES:
         return "Usage"
@@ -156,7 +156,7 @@ def charge_category(record_type: str) -> str:
         return "Tax"
     if name.endswith("fee"):
         return "Purchase"
-    log.warning("Cost Explorer record type %r has no known FOCUS category; reporting it as Adjustment",
+    log.warning("AWS record type %r has no known FOCUS category; reporting it as Adjustment",
                 record_type)
     return "Adjustment"
 
