@@ -28,6 +28,9 @@ Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
 # <project>.<dataset>.gcp_billing_export[_resource]_v1_<ACCOUNT>: a table name cannot be a query parameter.
 GCP_EXPORT_TABLE_PATTERN = (r"^[a-z][a-z0-9-]{4,28}[a-z0-9]\.[A-Za-z0-9_]{1,1024}"
                             r"\.gcp_billing_export_(resource_)?v1_[A-Z0-9_]+$")
+# A Glue database or table name, written into Athena SQL as "database"."table" (an identifier cannot be a
+# query parameter): lower-case letters, digits, '_' and '-' only.
+ATHENA_NAME_PATTERN = r"^[a-z0-9_][a-z0-9_-]{0,254}$"
 
 
 def _decimal(value: Any) -> Decimal:
@@ -252,6 +255,27 @@ class AwsFocusS3Source(SourceBase):
     region: Text = "us-east-1"
 
 
+class AwsAthenaSource(SourceBase):
+    """A FOCUS or CUR 2.0 table of AWS Data Exports, summed per month by Amazon Athena."""
+
+    type: Literal["aws_athena"]
+    database: str
+    table: str
+    format: Literal["focus", "cur2"] = "focus"
+    workgroup: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,128}$")] = "primary"
+    # Where Athena writes query results; may be left out when the workgroup has a result location.
+    output_location: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$")] | None = None
+    region: Text = "us-east-1"
+
+    @field_validator("database", "table")
+    @classmethod
+    def _glue_name(cls, name: str) -> str:
+        if not re.fullmatch(ATHENA_NAME_PATTERN, name):
+            raise ValueError(f"{name!r} is not a Glue name the query can use: lower-case letters, digits, '_' and "
+                             "'-' only (it is written into the SQL)")
+        return name
+
+
 class AzureCostManagementSource(SourceBase):
     """Cost Management query (ActualCost, daily, grouped by hub tag and service)."""
 
@@ -261,7 +285,8 @@ class AzureCostManagementSource(SourceBase):
 
 
 CostSourceConfig = Annotated[
-    Union[FocusFilesSource, GcpBigQuerySource, AwsCostExplorerSource, AwsFocusS3Source, AzureCostManagementSource],
+    Union[FocusFilesSource, GcpBigQuerySource, AwsCostExplorerSource, AwsFocusS3Source, AwsAthenaSource,
+          AzureCostManagementSource],
     Field(discriminator="type"),
 ]
 

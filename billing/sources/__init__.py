@@ -19,8 +19,9 @@ from billing.sources.base import CheckResult, CostFiles, CostSource, SnapshotSto
 SOURCE_TYPES: dict[str, str] = {
     "focus": "billing.sources.focus:FocusFiles",
     "gcp_bigquery": "billing.sources.gcp:BigQueryExport",
-    "aws_cost_explorer": "billing.sources.aws:CostExplorer",
-    "aws_focus_s3": "billing.sources.aws:FocusExportS3",
+    "aws_cost_explorer": "billing.sources.aws.cost_explorer:CostExplorer",
+    "aws_focus_s3": "billing.sources.aws.focus_s3:FocusExportS3",
+    "aws_athena": "billing.sources.aws.athena:AthenaQuery",
     "azure_cost_management": "billing.sources.azure:CostManagementQuery",
 }
 

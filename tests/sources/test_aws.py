@@ -14,9 +14,14 @@ Re-recording (never in CI): with real credentials in the default chain,
 
 runs the scenarios marked recordable against the real API and rewrites their
 folders: the real account ids are written back as the fake ones, any other
-12-digit number becomes 999999999999, page tokens become page-token-N. The
-other scenarios (errors, malformed answers) are hand-written and skipped in
-that mode. The amounts asserted below then need updating to the new data.
+12-digit number becomes 999999999999, page tokens become page-token-N, the
+random ClientRequestToken becomes "<any>". BILLING_RECORD_NAMES=fake=real,...
+maps other names the same way (an Athena database, table or result
+location), and BILLING_RECORD_REGION sets the region (default us-east-1).
+The other scenarios (errors, malformed answers) are hand-written and skipped
+in that mode. The amounts asserted below then need updating to the new data.
+
+In "params", the string "<any>" matches whatever the connector sends there.
 """
 from __future__ import annotations
 
@@ -38,13 +43,15 @@ import pyarrow.parquet as pq
 import pytest
 from botocore import xform_name
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from billing.config import Cluster
 from billing.errors import SourceError
 from billing.months import Month
 from billing.sources import SnapshotStore, make_source
-from billing.sources import aws
+from billing.sources.aws import common as aws_common
+from billing.sources.aws.cost_explorer import CostExplorer
+from billing.sources.aws.focus_s3 import FocusExportS3, normalize_tags
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "aws"
 MONTH = Month(2022, 3)
@@ -54,6 +61,9 @@ RECORDING = os.environ.get("BILLING_RECORD") == "1"
 # fake id -> real id, only while recording
 FAKE_TO_REAL = dict(pair.split("=", 1) for pair in os.environ.get("BILLING_RECORD_ACCOUNTS", "").split(",")
                     if "=" in pair) if RECORDING else {}
+FAKE_TO_REAL_NAMES = dict(pair.split("=", 1) for pair in os.environ.get("BILLING_RECORD_NAMES", "").split(",")
+                          if "=" in pair) if RECORDING else {}
+RECORD_REGION = os.environ.get("BILLING_RECORD_REGION", "us-east-1")
 
 
 # ---- replaying and recording API calls ----------------------------------------------------
@@ -63,11 +73,17 @@ def account(fake: str) -> str:
     return FAKE_TO_REAL.get(fake, fake)
 
 
+def real_name(fake: str) -> str:
+    """A name the tests use (database, table, result location), or the real one while recording."""
+    return FAKE_TO_REAL_NAMES.get(fake, fake)
+
+
 class Scrubber:
-    """Makes a recorded call safe to commit: fake account ids, renamed page tokens."""
+    """Makes a recorded call safe to commit: fake account ids and names, renamed page tokens."""
 
     def __init__(self):
         self.accounts = {real: fake for fake, real in FAKE_TO_REAL.items()}
+        self.names = sorted(((real, fake) for fake, real in FAKE_TO_REAL_NAMES.items()), key=lambda p: -len(p[0]))
         self.tokens: dict[str, str] = {}
 
     def __call__(self, value, key: str = ""):
@@ -75,9 +91,13 @@ class Scrubber:
             return {k: self(v, k) for k, v in value.items()}
         if isinstance(value, list):
             return [self(v, key) for v in value]
-        if isinstance(value, str) and key == "NextPageToken":
+        if isinstance(value, str) and key in ("NextPageToken", "NextToken"):
             return self.tokens.setdefault(value, f"page-token-{len(self.tokens) + 1}")
+        if isinstance(value, str) and key == "ClientRequestToken":
+            return "<any>"
         if isinstance(value, str):
+            for real, fake in self.names:
+                value = value.replace(real, fake)
             return re.sub(r"(?<!\d)\d{12}(?!\d)", lambda m: self.accounts.get(m.group(0), "999999999999"), value)
         return value
 
@@ -88,7 +108,7 @@ def recording_client(service: str, name: str):
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.json"):
         old.unlink()
-    client = aws.make_client(service, "us-east-1")
+    client = aws_common.make_client(service, RECORD_REGION)
     scrub, counter, pending = Scrubber(), itertools.count(1), {}
     service_id = client.meta.service_model.service_id.hyphenize()
 
@@ -111,6 +131,15 @@ def recording_client(service: str, name: str):
     return client
 
 
+def expected(params):
+    """Recorded params as the Stubber's expectation: "<any>" matches anything."""
+    if isinstance(params, dict):
+        return {k: expected(v) for k, v in params.items()}
+    if isinstance(params, list):
+        return [expected(v) for v in params]
+    return ANY if params == "<any>" else params
+
+
 def replay_client(service: str, name: str, repeat: int = 1):
     """A real boto3 client whose calls are answered, in order, from tests/data/aws/<name>/."""
     files = sorted((DATA / name).glob("*.json"))
@@ -124,9 +153,10 @@ def replay_client(service: str, name: str, repeat: int = 1):
             if "error" in call:
                 e = call["error"]
                 stubber.add_client_error(method, service_error_code=e["code"], service_message=e["message"],
-                                         http_status_code=e["http_status"], expected_params=call.get("params"))
+                                         http_status_code=e["http_status"],
+                                         expected_params=expected(call.get("params")))
             else:
-                stubber.add_response(method, call["response"], call.get("params"))
+                stubber.add_response(method, call["response"], expected(call.get("params")))
     stubber.activate()
     return client, stubber
 
@@ -152,7 +182,7 @@ def aws_replay(monkeypatch):
             client, stubber = recording_client(service, name), None
         else:
             client, stubber = replay_client(service, name, repeat)
-        monkeypatch.setattr(aws, "make_client", lambda svc, region: client)
+        monkeypatch.setattr(aws_common, "make_client", lambda svc, region: client)
         return Replay(stubber)
 
     return use
@@ -184,10 +214,10 @@ def make_cluster(source: dict, sub_accounts=("111111111111",)) -> Cluster:
                    split={"rule": "usage"}, hub_tag=TAG, source=source)
 
 
-def cost_explorer(tmp_path, sub_accounts=("111111111111",), **options) -> aws.CostExplorer:
+def cost_explorer(tmp_path, sub_accounts=("111111111111",), **options) -> CostExplorer:
     cluster = make_cluster({"type": "aws_cost_explorer", **options}, sub_accounts)
     source = make_source(cluster, SimpleNamespace(name="test org"), SnapshotStore(tmp_path / "snapshots"))
-    assert isinstance(source, aws.CostExplorer)
+    assert isinstance(source, CostExplorer)
     source.sleep = lambda seconds: pytest.fail("unexpected retry")
     return source
 
@@ -356,7 +386,7 @@ def test_probe_reports_access_denied(tmp_path, aws_replay):
     ("SavingsPlanRecurringFee", "Purchase"), ("Other out-of-cycle charges", "Adjustment"),
 ])
 def test_record_types_map_to_focus_charge_categories(record_type, category):
-    assert aws.charge_category(record_type) == category
+    assert aws_common.charge_category(record_type) == category
 
 
 def _client_error(code: str, status: int, headers: dict | None = None) -> ClientError:
@@ -378,20 +408,20 @@ def _client_error(code: str, status: int, headers: dict | None = None) -> Client
     (NoCredentialsError(), None),
 ])
 def test_transient_errors(exc, expected):
-    assert aws.is_transient(exc) == expected
+    assert aws_common.is_transient(exc) == expected
 
 
 def test_missing_credentials_are_explained():
     def call():
         raise NoCredentialsError()
     with pytest.raises(SourceError, match="default chain"):
-        aws.call_aws("cluster 'x'", call, explain=lambda code, message: None, sleep=lambda s: None)
+        aws_common.call_aws("cluster 'x'", call, explain=lambda code, message: None, sleep=lambda s: None)
 
 
 def test_messages_are_scrubbed():
     text = ("User arn:aws:iam::123456789012:user/ci key AKIAABCDEFGHIJKLMNOP "
             "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA%2F&X-Amz-Signature=abc123")
-    cleaned = aws.scrub(text)
+    cleaned = aws_common.scrub(text)
     assert "123456789012" not in cleaned and "AKIAABCDEFGHIJKLMNOP" not in cleaned
     assert "abc123" not in cleaned and "X-Amz-Signature=<redacted>" in cleaned
 
@@ -425,6 +455,8 @@ def test_recorder_scrubs_account_ids_and_tokens():
              "response": {"NextPageToken": "opaque-2", "Keys": ["123456789012", "Usage"]}}
     assert scrub(entry) == {"params": {"Filter": {"Values": ["999999999999"]}, "NextPageToken": "page-token-1"},
                             "response": {"NextPageToken": "page-token-2", "Keys": ["999999999999", "Usage"]}}
+    athena = {"params": {"ClientRequestToken": "5b0c2f0e-8d1e-4f8e-9a57-0d4c7c5f1a11", "NextToken": "opaque-3"}}
+    assert scrub(athena) == {"params": {"ClientRequestToken": "<any>", "NextToken": "page-token-3"}}
 
 
 # ---- FOCUS export in S3 ------------------------------------------------------------------------
@@ -434,11 +466,11 @@ EXPORT = "exports/focus-2i2c"
 FOCUS_DATA = DATA / "focus_export"
 
 
-def focus_source(tmp_path, prefix="exports") -> aws.FocusExportS3:
+def focus_source(tmp_path, prefix="exports") -> FocusExportS3:
     cluster = make_cluster({"type": "aws_focus_s3", "bucket": BUCKET, "prefix": prefix},
                            sub_accounts=("111111111111", "222222222222"))
     source = make_source(cluster, SimpleNamespace(name="test org"), SnapshotStore(tmp_path / "snapshots"))
-    assert isinstance(source, aws.FocusExportS3)
+    assert isinstance(source, FocusExportS3)
     source.sleep = lambda seconds: pytest.fail("unexpected retry")
     return source
 
@@ -608,7 +640,7 @@ def test_newest_manifest_wins_when_each_refresh_creates_new_files(tmp_path):
 
 
 def test_tags_are_normalized():
-    assert aws.normalize_tags('{"user:b": "1", "a": "2"}', "x") == '{"a": "2", "b": "1"}'
-    assert aws.normalize_tags("", "x") == "{}" and aws.normalize_tags(None, "x") == "{}"
+    assert normalize_tags('{"user:b": "1", "a": "2"}', "x") == '{"a": "2", "b": "1"}'
+    assert normalize_tags("", "x") == "{}" and normalize_tags(None, "x") == "{}"
     with pytest.raises(SourceError, match="not a JSON object"):
-        aws.normalize_tags("[1]", "x")
+        normalize_tags("[1]", "x")

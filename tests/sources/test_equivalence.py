@@ -19,11 +19,15 @@ and a rerun reuses them without calling any cloud. `billing sources check` says
 ok (rows, amount) for each live source, and FAIL with what to fix when GCP's
 table is missing, AWS denies ce:GetCostAndUsage and Azure answers 403.
 
+AWS is also read through Athena (`aws_athena`, one aggregate query over the
+FOCUS table, tests/data/equivalence/aws/athena_fetch/): its cost groups,
+attribution and invoices must equal those of the FOCUS files.
+
 The recordings are hand-made (nothing to re-record), so the module is skipped
 under BILLING_RECORD=1.
 
 Reaching the sources `make_source` builds (ingest and `sources check` create
-their own instances): BigQueryExport.make_clients and aws.make_client are
+their own instances): BigQueryExport.make_clients and aws.common.make_client are
 replaced as in the connectors' tests; CostManagementQuery takes its transport
 and credential as dataclass fields, so its (inherited) __post_init__ is wrapped
 at class level to set them, and every source's retry sleep fails the test.
@@ -46,7 +50,9 @@ from billing.cli import main
 from billing.config import parse_organization
 from billing.months import Month
 from billing.pipeline import RunOptions, attribute_costs, fetch_costs, run_month
-from billing.sources import aws
+from billing.sources.aws import common as aws_common
+from billing.sources.aws.athena import AthenaQuery
+from billing.sources.aws.cost_explorer import CostExplorer
 from billing.sources.azure import CostManagementQuery
 from billing.sources.gcp import BigQueryExport
 from billing.usage import load_usage
@@ -154,11 +160,12 @@ def _no_retry(seconds: float) -> None:
 class Replays:
     """Makes every GCP, AWS and Azure source that make_source builds answer from DATA/<cloud>/<scenario>/."""
 
-    LIVE_CLASSES = (BigQueryExport, aws.CostExplorer, CostManagementQuery)
+    LIVE_CLASSES = (BigQueryExport, CostExplorer, AthenaQuery, CostManagementQuery)
 
     def __init__(self, monkeypatch):
         self.monkeypatch = monkeypatch
         self.azure_seams: dict = {}
+        self.gcp = self.azure = None
         monkeypatch.setattr(aws_tests, "DATA", DATA / "aws")  # replay_client reads DATA/<name>/
         for cls in self.LIVE_CLASSES:
             self._on_creation(cls)
@@ -170,6 +177,8 @@ class Replays:
         def post_init(source):
             original(source)
             source.sleep = _no_retry
+            if isinstance(source, AthenaQuery):
+                source.poll_sleep = _no_retry     # the recordings answer SUCCEEDED at the first poll
             for name, value in seams.items():
                 setattr(source, name, value)
 
@@ -180,16 +189,24 @@ class Replays:
         self.gcp = GcpTape(DATA / "gcp" / gcp, month_literals + tuple(GCP_PROJECTS) + (GCP_LABEL, GCP_ACCOUNT))
         self.monkeypatch.setattr(BigQueryExport, "make_clients", lambda source, project: self.gcp.clients(project))
         client, self.aws_stubber = replay_client("ce", aws_ce)
-        self.monkeypatch.setattr(aws, "make_client", lambda service, region: client)
+        self.monkeypatch.setattr(aws_common, "make_client", lambda service, region: client)
         self.azure = ReplayTransport(DATA / "azure" / azure)
         self.azure_seams.update(transport=self.azure, credential_factory=FakeCredential)
         return self
 
+    def use_athena(self, scenario: str) -> "Replays":
+        """Only the AWS client, answering as Athena from DATA/aws/<scenario>/."""
+        client, self.aws_stubber = replay_client("athena", scenario)
+        self.monkeypatch.setattr(aws_common, "make_client", lambda service, region: client)
+        return self
+
     def assert_used_up(self) -> None:
-        """Every recorded call was made, in order."""
-        self.gcp.assert_used_up()
+        """Every recorded call was made, in order (of the clouds in use)."""
+        if self.gcp is not None:
+            self.gcp.assert_used_up()
         self.aws_stubber.assert_no_pending_responses()
-        assert len(self.azure.requests) == len(self.azure.files), "Azure recordings never asked for"
+        if self.azure is not None:
+            assert len(self.azure.requests) == len(self.azure.files), "Azure recordings never asked for"
 
     def forbid_calls(self) -> None:
         """From now on, creating any cloud client fails the test."""
@@ -198,7 +215,7 @@ class Replays:
             raise AssertionError("a cloud API was called although its snapshot exists")
 
         self.monkeypatch.setattr(BigQueryExport, "make_clients", refuse)
-        self.monkeypatch.setattr(aws, "make_client", refuse)
+        self.monkeypatch.setattr(aws_common, "make_client", refuse)
         self.azure_seams.update(transport=None, credential_factory=refuse)
 
 
@@ -317,6 +334,57 @@ def test_aws_focus_file_with_user_prefixed_tags_matches_cost_explorer(tmp_path, 
     as_aws_exports_it.write_text(text.replace('""2i2c:', '""user:2i2c:'))
     sources = dict(FOCUS_SOURCES, **{"eks-shared": {"type": "focus", "path": str(as_aws_exports_it)}})
     assert attribution(organization(sources, tmp_path), tmp_path / "focus") == live
+
+
+# ---- AWS through Athena -------------------------------------------------------------------------
+
+ATHENA = {"type": "aws_athena", "database": "billing", "table": "focus",
+          "output_location": "s3://athena-results/billing/"}
+ATHENA_SOURCES = dict(FOCUS_SOURCES, **{"eks-shared": ATHENA})
+
+
+def cost_groups(org, out: Path) -> list:
+    """The month's cost groups as ingest sees them (how many source rows made each one aside)."""
+    ingested = fetch_costs(org, MONTH, RunOptions(out_dir=out), False)
+    return sorted((dataclasses.replace(g, rows=0) for g in ingested.groups), key=repr)
+
+
+def test_athena_and_focus_files_give_the_same_cost_groups_and_invoices(tmp_path, replays):
+    """eks-shared summed by one Athena query over the FOCUS table, against the same spend as FOCUS files."""
+    athena_out, focus_out = tmp_path / "athena", tmp_path / "focus"
+    athena_org, focus_org = organization(ATHENA_SOURCES, tmp_path), organization(FOCUS_SOURCES, tmp_path)
+
+    replays.use_athena("athena_fetch")
+    athena_run = run_month(athena_org, MONTH, RunOptions(out_dir=athena_out, workers=1, issue_on_closing_day=True))
+    replays.assert_used_up()
+    replays.forbid_calls()                      # from here on, the snapshot answers
+    focus_run = run_month(focus_org, MONTH, RunOptions(out_dir=focus_out, workers=1, issue_on_closing_day=True))
+
+    assert cost_groups(athena_org, athena_out) == cost_groups(focus_org, focus_out)
+    assert athena_run.reconciliation == focus_run.reconciliation
+    assert [(i.number, i.party_kind, i.party_id, i.total) for i in athena_run.invoices] == EXPECTED_INVOICES
+    athena_invoices, focus_invoices = ledger_invoices(athena_out), ledger_invoices(focus_out)
+    assert line_view(athena_invoices) == line_view(focus_invoices)
+    assert without_fingerprint(athena_invoices) == without_fingerprint(focus_invoices)
+    for name in ("attribution.csv", "reconciliation.csv"):
+        assert read_csv(athena_out / "2022-03" / name) == read_csv(focus_out / "2022-03" / name), name
+    assert [p.parent.parent.name for p in snapshot_files(athena_out) if p.suffix == ".parquet"] == [
+        "aws_athena-eks-shared"]
+
+
+def test_sources_check_reads_the_athena_table(tmp_path, replays, capsys):
+    replays.use_athena("athena_probe")
+    code = main(["sources", "check", "--org", str(write_org(tmp_path, ATHENA_SOURCES)), "--month", "2022-03",
+                 "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    replays.assert_used_up()
+
+    assert code == 0, out
+    line = checked_lines(out)["eks-shared"]
+    assert line.split()[:3] == ["ok", "eks-shared", "aws_athena"]
+    assert ("Athena billing.focus (FOCUS) 2022-03: 11 line item(s), 705.5000000001 USD in account(s) 111111111111; "
+            "6 carry tag '2i2c:hub-name'; 3.1 MB scanned") in line
+    assert "warning" not in out
 
 
 # ---- billing sources check ------------------------------------------------------------------
