@@ -16,7 +16,7 @@ from billing import ledger as ledger_mod
 from billing.attribution import AttributedCost, ReconciliationRow
 from billing.config import Organization
 from billing.documents import document_for
-from billing.errors import FinalizedInvoiceChanged
+from billing.errors import BillingError, FinalizedInvoiceChanged
 from billing.evidence import MonthEvidence, Restatement, compare, evidence_of
 from billing.fileio import StagedFiles
 from billing.ingest import IngestedMonth
@@ -83,32 +83,125 @@ def _price(org: Organization, engine, month: Month, ingested: IngestedMonth, att
     return invoices, warnings
 
 
-# ---- finalizing ---------------------------------------------------------------------------------
+# ---- finalizing: plan the numbers, render, then commit what was planned -----------------------
 
 
-def close_month(org: Organization, month: Month, ingested: IngestedMonth, attributed: list[AttributedCost],
-                reconciliation: list[ReconciliationRow], usage: MonthUsage, opts: CloseOptions) -> Closed:
-    """Price the month, then finalize it (or keep drafts) with every document produced before the commit.
+@dataclass
+class PreparedMonth:
+    """A month's data, attributed, ready to be priced and closed (computed in parallel for a backfill)."""
 
-    A month already finalized keeps its documents and supporting files; if
-    its data changed since, the new figures go beside them (`*.restated.csv`)
-    and, if any document would change, the run stops with the changes.
-    """
+    month: Month
+    ingested: IngestedMonth
+    attributed: list[AttributedCost]
+    reconciliation: list[ReconciliationRow]
+    usage: MonthUsage
+
+
+@dataclass
+class MonthPlan:
+    """What closing a month will record: every document with the number it will take, before anything is
+    committed. Its PDFs are rendered from it (in parallel processes or on other machines); the commit then
+    checks that the ledger gives the same numbers, or nothing is committed."""
+
+    month: Month
+    invoices: list[Invoice]               # the month's documents as priced from the data (no numbers)
+    record: MonthRecord                   # as the ledger will record them: numbers, links, statuses
+    inputs: list[dict]
+    evidence: MonthEvidence
+    restatement: Restatement | None
+    warnings: list[str]
+
+    def to_render(self, opts: CloseOptions) -> list[tuple[Invoice, Path]]:
+        """The documents to render and where their PDFs go: drafts, new documents, and any finalized
+        document whose PDF is missing (a crash after an earlier commit)."""
+        folder = opts.out_dir / str(self.month) / "invoices"
+        new = set(self.record.created)
+        return [(doc, folder / name) for doc in self.record.invoices if (name := pdf_name(doc)) is not None
+                and (doc.status == "draft" or doc.number in new or not (folder / name).exists())]
+
+
+class PlanOutdated(BillingError):
+    """The ledger changed between planning a month and committing it (another run took numbers)."""
+
+
+def plan_months(org: Organization, months: list[tuple[PreparedMonth, CloseOptions]]) -> list[MonthPlan | BillingError]:
+    """Plan the months in order, as one would finalize them one after the other (numbers follow time)."""
+    engine = open_ledger(org, months[0][1])
+    try:
+        priced = []
+        for p, opts in months:
+            invoices, warnings = _price(org, engine, p.month, p.ingested, p.attributed, p.usage, opts, pending=True)
+            evidence = evidence_of(p.ingested, p.attributed, p.reconciliation)
+            try:
+                restatement = check_restatement(engine, p.month, invoices, evidence, opts)
+            except FinalizedInvoiceChanged as err:
+                priced.append((p, err))
+                continue
+            priced.append((p, (invoices, warnings, evidence, restatement, opts)))
+        items = [(p.month, v[0], _inputs(p.ingested), Evidence(v[2].digest, v[2].to_json()), not v[4].draft)
+                 for p, v in priced if not isinstance(v, BillingError)]
+        records = iter(ledger_mod.plan_recording(engine, org, items, actor=months[0][1].actor))
+    finally:
+        engine.dispose()
+    plans: list[MonthPlan | BillingError] = []
+    for p, v in priced:
+        if isinstance(v, BillingError):
+            plans.append(v)
+            continue
+        record = next(records)
+        if isinstance(record, BillingError):
+            plans.append(record)
+            continue
+        invoices, warnings, evidence, restatement, _ = v
+        plans.append(MonthPlan(p.month, invoices, record, _inputs(p.ingested), evidence, restatement, warnings))
+    return plans
+
+
+def render_plan(plan: MonthPlan, opts: CloseOptions, workers: int | None = None) -> StagedFiles:
+    """The plan's PDFs, rendered into a staging folder (nothing is visible until the commit publishes them)."""
+    staged = StagedFiles(opts.out_dir, str(plan.month))
+    try:
+        render_many([(document_for(doc), staged.path(final)) for doc, final in plan.to_render(opts)],
+                    workers=opts.workers if workers is None else workers)
+    except BaseException as err:
+        staged.discard()
+        if isinstance(err, RenderError):
+            raise RenderError(f"{plan.month}: the documents could not be produced, so nothing was finalized and "
+                              f"no number was taken: {err}") from err
+        raise
+    return staged
+
+
+def _same_documents(planned: list[Invoice], recorded: list[Invoice]) -> bool:
+    key = lambda d: (d.number, d.status, d.document_type, d.party_kind, d.party_id, d.content_hash,  # noqa: E731
+                     d.issue_date, d.corrects, json_text(d.links), d.lines)
+    return [key(d) for d in planned] == [key(d) for d in recorded]
+
+
+def json_text(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+def finalize_plan(org: Organization, plan: MonthPlan, staged: StagedFiles, opts: CloseOptions) -> Closed:
+    """Record the planned month for real; commit only if the ledger gives every document the number and
+    content it was rendered with; then move its files into place."""
     engine = open_ledger(org, opts)
     try:
-        invoices, warnings = _price(org, engine, month, ingested, attributed, usage, opts, pending=True)
-        evidence = evidence_of(ingested, attributed, reconciliation)
-        restatement = check_restatement(engine, month, invoices, evidence, opts)
-        staged = StagedFiles(opts.out_dir, str(month))
         try:
-            with ledger_mod.recording_month(engine, org, month, invoices, finalize=not opts.draft,
-                                            inputs=_inputs(ingested), actor=opts.actor,
-                                            evidence=Evidence(evidence.digest, evidence.to_json())) as record:
-                _produce(staged, month, record.invoices, opts)
+            with ledger_mod.recording_month(engine, org, plan.month, plan.invoices, finalize=not opts.draft,
+                                            inputs=plan.inputs, actor=opts.actor,
+                                            evidence=Evidence(plan.evidence.digest, plan.evidence.to_json())) as record:
+                if not _same_documents(plan.record.invoices, record.invoices):
+                    raise PlanOutdated(f"{plan.month}: the ledger changed while its documents were rendered "
+                                       "(another run took numbers); nothing was committed")
+                write_invoices_csv(staged.path(opts.out_dir / str(plan.month) / "invoices.csv"), record.invoices,
+                                   _pdf_names(record.invoices, opts, plan.month))
                 if record.evidence is not None:
-                    stage_evidence(staged, month, MonthEvidence.from_json(record.evidence.body), opts)
+                    stage_evidence(staged, plan.month, MonthEvidence.from_json(record.evidence.body), opts)
                 elif not any(inv.status != "draft" for inv in record.invoices):
-                    stage_evidence(staged, month, evidence, opts)
+                    stage_evidence(staged, plan.month, plan.evidence, opts)
                 # else: finalized by an earlier version from data that has since changed: keep its files
             staged.publish()
         finally:
@@ -116,9 +209,43 @@ def close_month(org: Organization, month: Month, ingested: IngestedMonth, attrib
     finally:
         engine.dispose()
     if not opts.draft:
-        for stale in (opts.out_dir / str(month) / "invoices").glob("DRAFT-*.pdf"):
+        for stale in (opts.out_dir / str(plan.month) / "invoices").glob("DRAFT-*.pdf"):
             stale.unlink()
-    return Closed(record, restatement, warnings)
+    return Closed(record, plan.restatement, plan.warnings)
+
+
+# Attempts at planning, rendering and committing a month when other runs keep taking numbers meanwhile.
+PLAN_ATTEMPTS = 3
+
+
+def close_month(org: Organization, month: Month, ingested: IngestedMonth, attributed: list[AttributedCost],
+                reconciliation: list[ReconciliationRow], usage: MonthUsage, opts: CloseOptions) -> Closed:
+    """Price the month, then finalize it (or keep drafts) with every document produced before the commit.
+
+    The numbers are planned, the PDFs rendered with them, and the commit
+    checks the ledger still gives those numbers (else it plans again). A
+    month already finalized keeps its documents and supporting files; if its
+    data changed since, the new figures go beside them (`*.restated.csv`)
+    and, if any document would change, the run stops with the changes.
+    """
+    prepared = PreparedMonth(month, ingested, attributed, reconciliation, usage)
+    for attempt in range(PLAN_ATTEMPTS):
+        [plan] = plan_months(org, [(prepared, opts)])
+        if isinstance(plan, BillingError):
+            raise plan
+        staged = render_plan(plan, opts)
+        try:
+            return finalize_plan(org, plan, staged, opts)
+        except PlanOutdated:
+            if attempt == PLAN_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _pdf_names(documents: list[Invoice], opts: CloseOptions, month) -> dict:
+    folder = opts.out_dir / str(month) / "invoices"
+    return {doc.number or (doc.party_kind, doc.party_id): str((folder / name).relative_to(opts.out_dir))
+            for doc in documents if (name := pdf_name(doc)) is not None}
 
 
 def check_restatement(engine, month: Month, invoices: list[Invoice], evidence: MonthEvidence,

@@ -12,13 +12,14 @@ import logging
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from billing import ledger as ledger_mod
 from billing.attribution import UNATTRIBUTED, AttributedCost, ReconciliationRow, attribute, reconcile
 from billing.config import Organization
-from billing.closing import CloseOptions, amend_month, close_month, void_document
-from billing.errors import FinalizedInvoiceChanged, InputError, SourceError
+from billing.closing import (Closed, CloseOptions, PlanOutdated, PreparedMonth, amend_month, close_month,
+                             finalize_plan, plan_months, render_plan, void_document)
+from billing.errors import BillingError, FinalizedInvoiceChanged, InputError, SourceError
 from billing.ingest import IngestedMonth, ingest_month
 from billing.ledger import Correction, Invoice, MonthLocked
 from billing.money import ZERO
@@ -158,15 +159,8 @@ def month_guard(org: Organization, month: Month | str, opts: RunOptions, command
         with ledger_mod.month_lock(engine, org.org_id, str(month), wait=opts.lock_wait, actor=opts.actor):
             try:
                 yield report
-            except SourceError as err:
-                report.update(outcome="incomplete", message=str(err))
-                raise
-            except FinalizedInvoiceChanged as err:
-                report.update(outcome="changed", message=err.changes[0] if err.changes else str(err),
-                              changes=err.changes)
-                raise
             except BaseException as err:
-                report.update(outcome="failed", message=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+                report.update(_outcome(None, err))
                 raise
             finally:
                 outcome, message = report.pop("outcome"), report.pop("message")
@@ -190,11 +184,16 @@ def run_month(org: Organization, month: Month, opts: RunOptions, stage: Stage = 
     closing, notes = close_options(org, month, opts)
     with month_guard(org, month, opts, "run") as report:
         result = _run_month(org, month, opts, closing, notes, stage)
-        report.update(outcome="draft" if result.draft else ("restated" if result.restated else "finalized"),
-                      documents=len(result.invoices), created=len(result.created),
-                      totals=totals_by_currency(result.invoices), unattributed=str(result.unattributed),
-                      restated=result.restated)
+        report.update(_outcome(result, None))
     return result
+
+
+def prepare_month(org: Organization, month: Month, opts: RunOptions, draft: bool) -> PreparedMonth:
+    """The month's data, attributed: what can be computed for many months at once, before any number."""
+    ingested = fetch_costs(org, month, opts, draft)
+    usage = load_usage(org, month)
+    attributed, reconciliation = attribute_costs(org, ingested, usage)
+    return PreparedMonth(month, ingested, attributed, reconciliation, usage)
 
 
 def _run_month(org: Organization, month: Month, opts: RunOptions, closing: CloseOptions, notes: list[str],
@@ -203,8 +202,13 @@ def _run_month(org: Organization, month: Month, opts: RunOptions, closing: Close
     usage = stage(load_usage)(org, month)
     attributed, reconciliation = stage(attribute_costs)(org, ingested, usage)
     closed = stage(close_month)(org, month, ingested, attributed, reconciliation, usage, closing)
-    record, restatement = closed.record, closed.restatement
-    unattributed = sum((a.cost for a in attributed if a.allocation == UNATTRIBUTED), ZERO)
+    return month_result(PreparedMonth(month, ingested, attributed, reconciliation, usage), closed, closing, notes)
+
+
+def month_result(prepared: PreparedMonth, closed: Closed, closing: CloseOptions, notes: list[str]) -> MonthResult:
+    """What a month's run did, and the warnings finance staff should read."""
+    month, ingested, record, restatement = prepared.month, prepared.ingested, closed.record, closed.restatement
+    unattributed = sum((a.cost for a in prepared.attributed if a.allocation == UNATTRIBUTED), ZERO)
     warnings = notes + list(ingested.warnings) + closed.warnings + [
         f"{problem} (this draft splits that cost as the cluster's overhead)" for problem in ingested.untagged]
     if unattributed:
@@ -214,8 +218,97 @@ def _run_month(org: Organization, month: Month, opts: RunOptions, closing: Close
                         "cent; the finalized files are kept and the new figures are in "
                         f"{month}/attribution.restated.csv and reconciliation.restated.csv:")
         warnings += [f"  {line}" for line in restatement.describe()]
-    return MonthResult(str(month), record.invoices, record.created, record.unchanged, reconciliation, unattributed,
-                       warnings, draft=closing.draft, restated=restatement.describe() if restatement else [])
+    return MonthResult(str(month), record.invoices, record.created, record.unchanged, prepared.reconciliation,
+                       unattributed, warnings, draft=closing.draft,
+                       restated=restatement.describe() if restatement else [])
+
+
+def _outcome(result: MonthResult | None, err: BaseException | None) -> dict:
+    """How a month's run ended, for `billing status`."""
+    if result is not None:
+        return {"outcome": "draft" if result.draft else ("restated" if result.restated else "finalized"),
+                "message": "", "documents": len(result.invoices), "created": len(result.created),
+                "totals": totals_by_currency(result.invoices), "unattributed": str(result.unattributed),
+                "restated": result.restated}
+    if isinstance(err, SourceError):
+        return {"outcome": "incomplete", "message": str(err)}
+    if isinstance(err, FinalizedInvoiceChanged):
+        return {"outcome": "changed", "message": err.changes[0] if err.changes else str(err), "changes": err.changes}
+    return {"outcome": "failed", "message": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+
+
+Submit = Callable[..., Any]   # submit(fn, *args) -> a future with .result(): runs fn elsewhere (a Dask worker)
+
+
+def backfill_in_parallel(org: Organization, months: list[Month], opts: RunOptions,
+                         submit: Submit) -> Iterator[tuple[Month, MonthResult | None, BaseException | None]]:
+    """Compute in parallel, finalize in order.
+
+    Every month is prepared (ingest, attribution) and its documents rendered
+    through `submit` (e.g. as tasks on a Dask cluster), while the months are
+    finalized here one after the other, in month order, so numbers follow
+    time. The numbers are planned for all months at once; each month's
+    commit checks the ledger still gives the numbers its PDFs show, and a
+    month whose plan went stale (another run took numbers, an earlier month
+    failed) is planned, rendered and finalized again on its own. Yields each
+    month's result (or its error) in month order.
+    """
+    engine = ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
+    started = dt.datetime.now(dt.timezone.utc)
+    try:
+        with contextlib.ExitStack() as locks:
+            for month in months:
+                locks.enter_context(ledger_mod.month_lock(engine, org.org_id, str(month), wait=opts.lock_wait,
+                                                          actor=opts.actor))
+            errors: dict[Month, BaseException] = {}
+            closings: dict[Month, tuple[CloseOptions, list[str]]] = {}
+            for month in months:
+                try:
+                    closings[month] = close_options(org, month, opts)
+                except InputError as err:
+                    errors[month] = err
+            futures = {m: submit(prepare_month, org, m, opts, c[0].draft) for m, c in closings.items()}
+            prepared: dict[Month, PreparedMonth] = {}
+            for month, future in futures.items():
+                try:
+                    prepared[month] = future.result()
+                except Exception as err:  # noqa: BLE001 - reported as that month's failure
+                    errors[month] = err
+            ordered = [m for m in months if m in prepared]
+            pending = bool(ordered) and any(a.applied_to is None for a in ledger_mod.carried_adjustments(
+                engine, ordered[-1].next(), pending=True))
+            plans = dict(zip(ordered, plan_months(org, [(prepared[m], closings[m][0]) for m in ordered]))) \
+                if ordered and not pending else {}
+            renders = {m: submit(render_plan, p, closings[m][0], 1) for m, p in plans.items()
+                       if not isinstance(p, BillingError)}
+            for month in months:
+                result, err = None, errors.get(month)
+                if err is None:
+                    try:
+                        result = _finalize_in_order(org, month, prepared[month], plans.get(month),
+                                                    renders.get(month), *closings[month])
+                    except Exception as failure:  # noqa: BLE001 - reported as that month's failure
+                        err = failure
+                ledger_mod.record_run(engine, org.org_id, str(month), command="run", started_at=started,
+                                      actor=opts.actor, **_outcome(result, err))
+                yield month, result, err
+    finally:
+        engine.dispose()
+
+
+def _finalize_in_order(org: Organization, month: Month, prepared: PreparedMonth, plan, render,
+                       closing: CloseOptions, notes: list[str]) -> MonthResult:
+    if isinstance(plan, BillingError):
+        raise plan
+    if plan is not None:
+        staged = render.result()
+        try:
+            return month_result(prepared, finalize_plan(org, plan, staged, closing), closing, notes)
+        except PlanOutdated:
+            pass   # an earlier month failed or another run took numbers: this month on its own, as usual
+    p = prepared
+    return month_result(p, close_month(org, month, p.ingested, p.attributed, p.reconciliation, p.usage, closing),
+                        closing, notes)
 
 
 @dataclass

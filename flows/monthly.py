@@ -26,7 +26,8 @@ from billing.config import default_organization_path, load_organization
 from billing.errors import SourceError
 from billing.months import Month, month_range
 from billing.notify import Notifier, already_notified
-from billing.pipeline import MONTH_FAILURES, RunOptions, amend, month_failure, run_month, write_revenue_report
+from billing.pipeline import (MONTH_FAILURES, RunOptions, amend, backfill_in_parallel, month_failure, run_month,
+                              write_revenue_report)
 
 RETRIED_STAGES = {"fetch_costs": 3}
 # Called in-process after each month of a backfill with (month, MonthResult or None, failure message or None);
@@ -119,24 +120,31 @@ def amend_month_flow(month: str, reason: str, policy: str = "reissue", org_path:
 def backfill(start: str, end: str, org_path: str = "", out_dir: str = "out", draft: bool = False,
              refresh: bool = False, allow_estimated: bool = False, ledger_url: str | None = None,
              write_report: bool = True, issue_date: str | None = None, actor: str | None = None,
-             notify: bool = True) -> dict[str, Any]:
+             notify: bool = True, parallel: int = 1, dask_address: str | None = None) -> dict[str, Any]:
     """Invoice every month from start to end (oldest first), then the revenue report.
 
     A month whose finalized invoices would change, or whose source failed, is
     reported (and notified) and skipped; the other months still run. One
     summary is notified at the end (for a single month, its own message).
+    With `parallel` > 1 (a local Dask cluster of that many workers) or a
+    `dask_address` (an existing cluster), the months are prepared and rendered
+    in parallel on the cluster and finalized here in month order.
     """
     org = load_organization(org_path or default_organization_path())
     opts = _options(out_dir, draft, refresh, allow_estimated, ledger_url, issue_date, actor)
     months = month_range(Month.parse(start), Month.parse(end))
     notifier = Notifier(org, out_dir, warn=get_run_logger().warning, enabled=notify)
     results, failures = [], []
+    if parallel > 1 or dask_address:
+        outcomes = _on_dask(org, months, opts, parallel, dask_address)
+    else:
+        outcomes = ((month, lambda month=month: run_month(org, month, opts, stage=as_task)) for month in months)
     with notifier.run(months) as report:
-        for month in months:
+        for month, run in outcomes:
             result, failure = None, None
             try:
                 with report.month(month):
-                    result = run_month(org, month, opts, stage=as_task)
+                    result = run()
                 results.append(result)
                 report.succeeded(result)
             except MONTH_FAILURES as err:
@@ -147,3 +155,34 @@ def backfill(start: str, end: str, org_path: str = "", out_dir: str = "out", dra
     if write_report and not draft:
         as_task(write_revenue_report)(org, opts)
     return {"months": results, "failures": failures}
+
+
+def dask_runner(parallel: int, address: str | None):
+    """prefect-dask's task runner: join an existing Dask cluster, or start a local one of `parallel`
+    single-threaded worker processes (WeasyPrint and DuckDB each use a core)."""
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": parallel, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None})
+
+
+def _on_dask(org, months, opts, parallel: int, address: str | None):
+    """Each month's (month, run) in month order, computed by the parallel backfill on a Dask cluster."""
+    flow_ = _parallel_backfill.with_options(task_runner=dask_runner(parallel, address))
+    for month, result, err in flow_(org, months, opts):
+        def run(result=result, err=err):
+            if err is not None:
+                raise err
+            return result
+        yield month, run
+
+
+@flow(name="backfill-parallel", log_prints=True)
+def _parallel_backfill(org, months, opts) -> list:
+    """Prepare and render the months as tasks on the flow's Dask task runner; finalize them in order."""
+    def submit(fn, *args):
+        return task(fn, name=fn.__name__, cache_policy=NO_CACHE, persist_result=False).submit(*args)
+
+    return list(backfill_in_parallel(org, months, opts, submit))

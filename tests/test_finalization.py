@@ -206,3 +206,36 @@ def test_two_runs_opening_an_empty_ledger_at_once_both_work(tmp_path, ledger_url
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_a_run_that_takes_numbers_meanwhile_makes_the_month_plan_again(org_path, monkeypatch):
+    """Numbers are planned, PDFs rendered with them, and the commit checks the ledger still gives them."""
+    from pypdf import PdfReader
+
+    import billing.closing as closing
+    from billing.config import load_organization
+    from billing.months import Month
+    from billing.pipeline import RunOptions, run_month
+
+    rows = small_focus_rows()
+    write_focus_csv(org_path.parent / "focus" / "2022-02.csv", [r[:3] + ["2022-02-01T00:00:00Z"] * 2 + r[5:]
+                                                               for r in rows[:-1]])
+    org, out = load_organization(org_path), org_path.parent / "out"
+    opts = RunOptions(out_dir=out, workers=1, issue_date=__import__("datetime").date(2022, 3, 10))
+    real_render, calls = closing.render_plan, []
+
+    def render_while_another_run_finalizes(plan, opts_, workers=None):
+        staged = real_render(plan, opts_, workers)
+        if not calls:
+            calls.append(plan.record.created)
+            run_month(org, Month(2022, 2), opts)      # takes TST-2022-0001.. while January is being rendered
+        return staged
+
+    monkeypatch.setattr(closing, "render_plan", render_while_another_run_finalizes)
+    january = run_month(org, Month(2022, 1), opts)
+    assert calls == [["TST-2022-0001", "TST-ST-2022-0001", "TST-2022-0002"]]     # the first plan
+    assert january.created == ["TST-2022-0003", "TST-ST-2022-0002", "TST-2022-0004"]  # what it committed
+    for number in january.created:
+        text = " ".join(p.extract_text() for p in PdfReader(out / "2022-01" / "invoices" / f"{number}.pdf").pages)
+        assert number in text
+    assert not (out / "2022-01" / "invoices" / "TST-2022-0001.pdf").exists()

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from billing.cli.common import months_of, run_options, load_org, progress_bar, say, common_options, document_options, preflight
+from billing.cli.common import (common_options, document_options, load_org, months_of, preflight, progress_bar,
+                                run_options, say, worker_count)
 
 
 def add_parsers(sub) -> None:
@@ -23,6 +24,11 @@ def add_parsers(sub) -> None:
     back = sub.add_parser("backfill", parents=parents, help="run a range of months, oldest first")
     back.add_argument("--from", dest="start", required=True, help="first month, YYYY-MM")
     back.add_argument("--to", dest="end", required=True, help="last month, YYYY-MM")
+    back.add_argument("--parallel", type=worker_count, default=1, metavar="N",
+                      help="prepare and render the months in parallel on a local Dask cluster of N workers "
+                           "(through the Prefect flow); they are still finalized in month order")
+    back.add_argument("--dask-address", default=None, metavar="ADDRESS",
+                      help="join an existing Dask cluster (e.g. tcp://scheduler:8786) instead of a local one")
     back.set_defaults(handler=cmd_backfill)
 
 
@@ -31,7 +37,7 @@ def _run_months(args, months) -> int:
     from billing.pipeline import MONTH_FAILURES, month_failure, run_month
 
     org, opts = load_org(args), run_options(args)
-    if args.prefect:
+    if args.prefect or getattr(args, "parallel", 1) > 1 or getattr(args, "dask_address", None):
         return _run_months_in_prefect(args, months, opts)
     notifier = Notifier(org, opts.out_dir, warn=_warn, enabled=not args.no_notify)
     failures = []
@@ -81,7 +87,8 @@ def _run_months_in_prefect(args, months, opts) -> int:
         results = backfill_flow(str(months[0]), str(months[-1]), org_path=str(args.org or ""),
                                 out_dir=str(opts.out_dir), draft=opts.draft, refresh=opts.refresh,
                                 allow_estimated=opts.allow_estimated, ledger_url=opts.ledger_url, write_report=False,
-                                issue_date=issue, actor=opts.actor, notify=not args.no_notify)
+                                issue_date=issue, actor=opts.actor, notify=not args.no_notify,
+                                parallel=getattr(args, "parallel", 1), dask_address=getattr(args, "dask_address", None))
     finally:
         MONTH_LISTENERS.remove(report)
     return 1 if results["failures"] else 0

@@ -302,6 +302,29 @@ def recording_month(engine: Engine, org: Organization, month: Month, invoices: l
                            "nothing was changed by this run: run it again to see the result") from None
 
 
+def plan_recording(engine: Engine, org: Organization, items: list[tuple], *, now: dt.datetime | None = None,
+                   actor: str | None = None) -> list[MonthRecord | BillingError]:
+    """What recording these months in this order would do (the numbers each document would take, their
+    links), computed in one transaction that is then rolled back: nothing is kept, no number is taken.
+
+    `items`: (month, invoices, inputs, evidence, finalize) per month. A month whose finalized documents would change
+    gives its `FinalizedInvoiceChanged` instead of a record; the months after it are planned without it.
+    """
+    now, actor = now or dt.datetime.now(dt.timezone.utc), actor or default_actor()
+    plans: list[MonthRecord | BillingError] = []
+    with Session(engine) as session:
+        session.begin()
+        try:
+            for month, invoices, inputs, evidence, finalize in items:
+                try:
+                    plans.append(_record_month(session, org, month, invoices, finalize, now, inputs, evidence, actor))
+                except FinalizedInvoiceChanged as err:   # raised before anything of the month is written
+                    plans.append(err)
+        finally:
+            session.rollback()
+    return plans
+
+
 def record_month(engine: Engine, org: Organization, month: Month, invoices: list[Invoice], *, finalize: bool,
                  now: dt.datetime | None = None, inputs: list[dict] | None = None,
                  evidence: Evidence | None = None, actor: str | None = None) -> MonthRecord:
