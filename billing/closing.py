@@ -18,7 +18,7 @@ from billing.config import Organization
 from billing.documents import document_for
 from billing.errors import BillingError, FinalizedInvoiceChanged
 from billing.evidence import MonthEvidence, Restatement, compare, evidence_of
-from billing.fileio import StagedFiles
+from billing.fileio import StagedFiles, mirror_outputs, output_exists, remove_output
 from billing.ingest import IngestedMonth
 from billing.ledger import Correction, Evidence, Invoice, MonthRecord
 from billing.money import ZERO
@@ -41,6 +41,12 @@ class CloseOptions:
     draft: bool
     issue_date: dt.date
     actor: str | None
+    out_url: str | None = None     # the object store the outputs are copied to (see billing.storage)
+
+    def activate(self) -> None:
+        """Mirror the output folder to its object store in this process (a Dask worker too)."""
+        if self.out_url:
+            mirror_outputs(self.out_dir, self.out_url)
 
 
 @dataclass
@@ -117,7 +123,7 @@ class MonthPlan:
         folder = opts.out_dir / str(self.month) / "invoices"
         new = set(self.record.created)
         return [(doc, folder / name) for doc in self.record.invoices if (name := pdf_name(doc)) is not None
-                and (doc.status == "draft" or doc.number in new or not (folder / name).exists())]
+                and (doc.status == "draft" or doc.number in new or not output_exists(folder / name))]
 
 
 class PlanOutdated(BillingError):
@@ -159,6 +165,7 @@ def plan_months(org: Organization, months: list[tuple[PreparedMonth, CloseOption
 
 def render_plan(plan: MonthPlan, opts: CloseOptions, workers: int | None = None) -> StagedFiles:
     """The plan's PDFs, rendered into a staging folder (nothing is visible until the commit publishes them)."""
+    opts.activate()
     staged = StagedFiles(opts.out_dir, str(plan.month))
     try:
         render_many([(document_for(doc), staged.path(final)) for doc, final in plan.to_render(opts)],
@@ -210,7 +217,7 @@ def finalize_plan(org: Organization, plan: MonthPlan, staged: StagedFiles, opts:
         engine.dispose()
     if not opts.draft:
         for stale in (opts.out_dir / str(plan.month) / "invoices").glob("DRAFT-*.pdf"):
-            stale.unlink()
+            remove_output(stale)
     return Closed(record, plan.restatement, plan.warnings)
 
 
@@ -278,7 +285,8 @@ def check_restatement(engine, month: Month, invoices: list[Invoice], evidence: M
 
 def remove_restated(folder: Path) -> None:
     for name in RESTATED.values():
-        (folder / name).unlink(missing_ok=True)
+        if (folder / name).exists():
+            remove_output(folder / name)
 
 
 # ---- producing the documents ------------------------------------------------------------------

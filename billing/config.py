@@ -557,6 +557,8 @@ class Organization(Frozen):
     pricing_plans: tuple[PricingPlan, ...]
     usage: UsageData = UsageData()
     exchange_rates: tuple[ExchangeRate, ...] = ()
+    # Where outputs go when --out is not given: a folder, or an object-store prefix (s3://, gs://, az://).
+    out_dir: str | None = None
     # A month is finalized only this many days after it ends (a source may say more); earlier runs give drafts.
     close_after_days: CloseAfterDays = 5
     # A community's month that totals 0.00 (fully grant-funded) gets a statement that nothing is due, or no document.

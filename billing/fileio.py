@@ -7,6 +7,50 @@ import tempfile
 from pathlib import Path
 
 
+# Local output folders copied to an object store (see billing.storage): local root -> Mirror.
+_MIRRORS: dict[Path, object] = {}
+
+
+def mirror_outputs(local_root: str | os.PathLike, url: str) -> None:
+    """From now on (in this process), files written under `local_root` are also copied to `url`."""
+    from billing.storage import Mirror
+
+    root = Path(os.path.abspath(local_root))
+    if root not in _MIRRORS:
+        _MIRRORS[root] = Mirror(url, root)
+
+
+def _mirror_of(path: str | os.PathLike):
+    absolute = Path(os.path.abspath(path))
+    for root, mirror in _MIRRORS.items():
+        if absolute.is_relative_to(root):
+            return mirror
+    return None
+
+
+def published(path: str | os.PathLike) -> None:
+    """A file is in its final place: copy it to the object store, if its folder is mirrored."""
+    mirror = _mirror_of(path)
+    if mirror is not None:
+        mirror.upload(path)
+
+
+def remove_output(path: str | os.PathLike) -> None:
+    """Remove an output file, here and in the object store."""
+    Path(path).unlink(missing_ok=True)
+    mirror = _mirror_of(path)
+    if mirror is not None:
+        mirror.remove(path)
+
+
+def output_exists(path: str | os.PathLike) -> bool:
+    """Whether an output exists; one that only the object store has is fetched into the local folder."""
+    if Path(path).exists():
+        return True
+    mirror = _mirror_of(path)
+    return mirror is not None and mirror.download(path)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write via a temp file in the same folder, fsync, os.replace, then fsync the folder."""
     path = Path(path)
@@ -23,6 +67,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)  # make the rename itself durable
+    published(path)
 
 
 class StagedFiles:
@@ -52,13 +97,17 @@ class StagedFiles:
     def publish(self) -> list[Path]:
         """Move every staged file into place; returns the final paths."""
         folders = set()
+        moved = []
         for final, staged in self.files.items():
             if staged.exists():
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, final)
                 folders.add(final.parent)
+                moved.append(final)
         for folder in folders:
             _fsync_dir(folder)
+        for final in moved:
+            published(final)
         self.discard()
         return [f for f in self.files]
 

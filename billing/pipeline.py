@@ -20,6 +20,7 @@ from billing.config import Organization
 from billing.closing import (Closed, CloseOptions, PlanOutdated, PreparedMonth, amend_month, close_month,
                              finalize_plan, plan_months, render_plan, void_document)
 from billing.errors import BillingError, FinalizedInvoiceChanged, InputError, SourceError
+from billing.fileio import mirror_outputs
 from billing.ingest import IngestedMonth, ingest_month
 from billing.ledger import Correction, Invoice, MonthLocked
 from billing.money import ZERO
@@ -46,10 +47,17 @@ class RunOptions:
     today: dt.date | None = None         # "today", for tests (default: the date in UTC)
     actor: str | None = None             # who does it, for the event log (default: the OS user)
     lock_wait: float = 120.0             # seconds to wait for a month another run holds
+    out_url: str | None = None           # an object store the outputs are copied to; out_dir is then its cache
 
     @property
     def snapshots(self) -> SnapshotStore:
+        self.activate()
         return SnapshotStore(self.out_dir / "snapshots")
+
+    def activate(self) -> None:
+        """Mirror the output folder to its object store in this process (see billing.storage)."""
+        if self.out_url:
+            mirror_outputs(self.out_dir, self.out_url)
 
 
 @dataclass
@@ -110,6 +118,7 @@ def attribute_costs(org: Organization, ingested: IngestedMonth,
 def write_revenue_report(org: Organization, opts: RunOptions, basis: str = "issued") -> list:
     """revenue.csv (by the month documents were issued), revenue-by-service-month.csv, and the plot of
     monthly revenue on `basis`; returns the rows plotted."""
+    opts.activate()
     engine = ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
     try:
         documents = ledger_mod.all_finalized(engine)
@@ -144,7 +153,7 @@ def close_options(org: Organization, month: Month, opts: RunOptions) -> tuple[Cl
         issue = today
     if not draft and issue < month.end:
         raise InputError(f"--issue-date: {issue} is before {month} ends; an invoice is issued after its period")
-    return CloseOptions(opts.out_dir, opts.ledger_url, opts.workers, draft, issue, opts.actor), notes
+    return CloseOptions(opts.out_dir, opts.ledger_url, opts.workers, draft, issue, opts.actor, opts.out_url), notes
 
 
 @contextlib.contextmanager
@@ -152,6 +161,7 @@ def month_guard(org: Organization, month: Month | str, opts: RunOptions, command
     """Hold the organization's month for the run (one run per month at a time, across processes and
     workers) and record how the run ended (for `billing status`). The block fills the dict it gets with
     `outcome` and any details."""
+    opts.activate()
     engine = ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
     started = dt.datetime.now(dt.timezone.utc)
     report: dict = {"outcome": "failed", "message": ""}
@@ -190,6 +200,7 @@ def run_month(org: Organization, month: Month, opts: RunOptions, stage: Stage = 
 
 def prepare_month(org: Organization, month: Month, opts: RunOptions, draft: bool) -> PreparedMonth:
     """The month's data, attributed: what can be computed for many months at once, before any number."""
+    opts.activate()
     ingested = fetch_costs(org, month, opts, draft)
     usage = load_usage(org, month)
     attributed, reconciliation = attribute_costs(org, ingested, usage)
@@ -253,6 +264,7 @@ def backfill_in_parallel(org: Organization, months: list[Month], opts: RunOption
     failed) is planned, rendered and finalized again on its own. Yields each
     month's result (or its error) in month order.
     """
+    opts.activate()
     engine = ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
     started = dt.datetime.now(dt.timezone.utc)
     try:
@@ -337,7 +349,8 @@ def amend(org: Organization, month: Month, opts: RunOptions, *, reason: str, pol
 
 def void(org: Organization, number: str, opts: RunOptions, *, reason: str) -> Correction:
     today = opts.today or org.today()
-    closing = CloseOptions(opts.out_dir, opts.ledger_url, opts.workers, False, opts.issue_date or today, opts.actor)
+    closing = CloseOptions(opts.out_dir, opts.ledger_url, opts.workers, False, opts.issue_date or today, opts.actor,
+                           opts.out_url)
     engine = ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(opts.out_dir), opts.ledger_url))
     try:
         found = ledger_mod.document(engine, number)

@@ -25,6 +25,7 @@ from prefect.logging.loggers import flow_run_logger
 from billing.config import default_organization_path, load_organization
 from billing.errors import SourceError
 from billing.months import Month, month_range
+from billing.storage import cache_dir, is_url
 from billing.notify import Notifier, already_notified
 from billing.pipeline import (MONTH_FAILURES, RunOptions, amend, backfill_in_parallel, month_failure, run_month,
                               write_revenue_report)
@@ -50,9 +51,11 @@ def as_task(fn: Callable) -> Callable:
 
 def _options(out_dir: str, draft: bool, refresh: bool, allow_estimated: bool, ledger_url: str | None,
              issue_date: str | None = None, actor: str | None = None) -> RunOptions:
-    """Run options from flow parameters (plain strings, as a deployment passes them)."""
+    """Run options from flow parameters (plain strings, as a deployment passes them). `out_dir` may be an
+    object-store URL (s3://, gs://, az://): the outputs are then copied there from a local cache."""
     closing_day = issue_date == "closing-day"
-    return RunOptions(out_dir=Path(out_dir), draft=draft, refresh=refresh, allow_estimated=allow_estimated,
+    out_url = out_dir.rstrip("/") if is_url(out_dir) else None
+    return RunOptions(out_dir=cache_dir(out_dir) if out_url else Path(out_dir), out_url=out_url, draft=draft, refresh=refresh, allow_estimated=allow_estimated,
                       ledger_url=ledger_url or None, actor=actor or None, issue_on_closing_day=closing_day,
                       issue_date=dt.date.fromisoformat(issue_date) if issue_date and not closing_day else None)
 

@@ -37,7 +37,9 @@ def issue_date(text: str) -> dt.date | str:
 def common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--org", type=Path, default=None, help="organization configuration (default: the bundled sample)")
-    common.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
+    common.add_argument("--out", default=None, metavar="DIR|URL",
+                        help="output folder, or an object-store prefix such as s3://bucket/billing "
+                             "(default: the configuration's out_dir, else out)")
     common.add_argument("--ledger", default=None, metavar="URL",
                         help="ledger database URL (default: $BILLING_LEDGER_URL, the config's ledger_url, "
                              "or sqlite:///OUT/ledger.db)")
@@ -61,14 +63,30 @@ def document_options() -> argparse.ArgumentParser:
 def load_org(args):
     from billing.config import default_organization_path, load_organization
 
-    return load_organization(args.org or default_organization_path())
+    org = load_organization(args.org or default_organization_path())
+    resolve_output(args, org.out_dir)
+    return org
+
+
+def resolve_output(args, configured: str | None = None) -> None:
+    """Settle where outputs go: args.out becomes the local folder; for an object-store URL (s3://, gs://,
+    az://) args.out_url is the URL and args.out the local folder that mirrors it."""
+    from billing.storage import cache_dir, is_url
+
+    if getattr(args, "out_url", None) is not None or isinstance(args.out, Path):
+        return
+    location = args.out if args.out is not None else (configured or "out")
+    if is_url(location):
+        args.out_url, args.out = location.rstrip("/"), cache_dir(location)
+    else:
+        args.out_url, args.out = None, Path(os.path.expanduser(location))
 
 
 def run_options(args):
     from billing.pipeline import RunOptions
 
     issue = getattr(args, "issue_date", None)
-    return RunOptions(out_dir=args.out, draft=getattr(args, "draft", False), refresh=getattr(args, "refresh", False),
+    return RunOptions(out_dir=args.out, out_url=getattr(args, "out_url", None), draft=getattr(args, "draft", False), refresh=getattr(args, "refresh", False),
                       allow_estimated=getattr(args, "allow_estimated", False), ledger_url=args.ledger,
                       workers=getattr(args, "workers", None), issue_date=issue if isinstance(issue, dt.date) else None,
                       issue_on_closing_day=issue == "closing-day", actor=getattr(args, "actor", None),
@@ -110,7 +128,21 @@ def preflight(args) -> None:
         months_of(args)
     org = checked_org(args)
     check_output_folder(args.out)
+    if args.out_url:
+        check_object_store(args, org)
     check_ledger(args, org)
+
+
+def check_object_store(args, org) -> None:
+    """Outputs in an object store: it must be writable, and the ledger must not live on this machine."""
+    from billing import ledger as ledger_mod
+    from billing.storage import Mirror
+
+    Mirror(args.out_url, args.out).check_writable()
+    if not (args.ledger or os.environ.get(ledger_mod.LEDGER_ENV) or org.ledger_url):
+        raise InputError(f"--out {args.out_url}: with the outputs in an object store, the ledger must not be a file "
+                         "on this machine (it would be lost with it): give --ledger postgresql+psycopg://..., "
+                         f"${ledger_mod.LEDGER_ENV} or ledger_url")
 
 
 def checked_org(args):

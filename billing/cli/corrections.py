@@ -44,7 +44,7 @@ def cmd_amend(args) -> int:
         from flows.monthly import amend_month_flow
 
         result = amend_month_flow(str(month), reason=args.reason, policy=args.policy, org_path=str(args.org or ""),
-                                  out_dir=str(args.out), ledger_url=args.ledger, refresh=args.refresh,
+                                  out_dir=args.out_url or str(args.out), ledger_url=args.ledger, refresh=args.refresh,
                                   issue_date=args.issue_date if isinstance(args.issue_date, str) else
                                   (args.issue_date.isoformat() if args.issue_date else None), actor=args.actor)
     else:

@@ -85,7 +85,7 @@ def _run_months_in_prefect(args, months, opts) -> int:
         issue = "closing-day" if opts.issue_on_closing_day else (opts.issue_date.isoformat() if opts.issue_date
                                                                  else None)
         results = backfill_flow(str(months[0]), str(months[-1]), org_path=str(args.org or ""),
-                                out_dir=str(opts.out_dir), draft=opts.draft, refresh=opts.refresh,
+                                out_dir=opts.out_url or str(opts.out_dir), draft=opts.draft, refresh=opts.refresh,
                                 allow_estimated=opts.allow_estimated, ledger_url=opts.ledger_url, write_report=False,
                                 issue_date=issue, actor=opts.actor, notify=not args.no_notify,
                                 parallel=getattr(args, "parallel", 1), dask_address=getattr(args, "dask_address", None))

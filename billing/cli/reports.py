@@ -17,10 +17,13 @@ def cmd_report(args) -> int:
     from billing.pipeline import RunOptions, write_revenue_report
 
     preflight(args)
-    rows = write_revenue_report(load_org(args), RunOptions(out_dir=args.out, ledger_url=args.ledger), args.by)
+    org = load_org(args)
+    rows = write_revenue_report(org, RunOptions(out_dir=args.out, out_url=args.out_url, ledger_url=args.ledger),
+                                args.by)
     months = sorted({r.month for r in rows})
-    print(f"revenue report: {len(rows)} row(s) over {len(months)} month(s) -> {args.out / 'revenue.csv'}, "
-          f"{args.out / 'revenue.png'}")
+    where = args.out_url or args.out
+    print(f"revenue report: {len(rows)} row(s) over {len(months)} month(s) -> {where}/revenue.csv, "
+          f"{where}/revenue-by-service-month.csv, {where}/revenue.png")
     return 0
 
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from billing.errors import SourceError
-from billing.fileio import atomic_write_bytes  # noqa: F401  (re-exported for connectors)
+from billing.fileio import atomic_write_bytes, output_exists  # noqa: F401  (re-exported for connectors)
 from billing.money import is_iso_currency, to_decimal
 from billing.months import Month
 
@@ -160,11 +160,11 @@ class SnapshotStore:
 
     def latest(self, key: str, month: Month) -> CostFiles | None:
         pointer = self._dir(key, month) / "latest.json"
-        if not pointer.exists():
+        if not output_exists(pointer):      # (fetched from the object store when outputs live there)
             return None
         meta = json.loads(pointer.read_text())
         path = self._dir(key, month) / meta["file"]
-        if not path.exists():
+        if not output_exists(path):
             return None
         return CostFiles((str(path),), "parquet", meta["source"], estimated=meta.get("estimated", False),
                          fingerprint=meta["sha256"])
