@@ -8,6 +8,7 @@ If anything fails, nothing is committed and no number is taken.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from billing.ledger import Correction, Evidence, Invoice, MonthRecord
 from billing.money import ZERO
 from billing.months import Month
 from billing.outputs import write_attribution_csv, write_invoices_csv, write_reconciliation_csv
-from billing.pricing import price_month
+from billing.pricing import one_off_charges, price_month, state_before
 from billing.usage import MonthUsage
 from invoices import RenderError, render_many
 
@@ -77,12 +78,20 @@ def _inputs(ingested: IngestedMonth) -> list[dict]:
 
 
 def _price(org: Organization, engine, month: Month, ingested: IngestedMonth, attributed: list[AttributedCost],
-           usage: MonthUsage, opts: CloseOptions, *, pending: bool) -> tuple[list[Invoice], list[str]]:
-    """The month's documents as the data says today, with any adjustments carried to them."""
-    charges = price_month(org, month, attributed, usage)
+           usage: MonthUsage, opts: CloseOptions, *, pending: bool,
+           earlier: list[Invoice] = ()) -> tuple[list[Invoice], list[str]]:
+    """The month's documents as the data says today, with any adjustments carried to them.
+
+    What earlier months used up (awards, prepaid balances, the year's
+    charges) comes from the ledger's finalized documents, plus `earlier`:
+    the documents of months planned before this one but not yet committed.
+    """
+    state = state_before(list(ledger_mod.all_finalized(engine)) + list(earlier), month)
+    charges = price_month(org, month, attributed, usage, state)
     carried = ledger_mod.carried_adjustments(engine, month, pending=pending)
+    one_offs = one_off_charges(org, month, ledger_mod.recorded_one_offs(engine, str(month)))
     invoices = ledger_mod.build_invoices(org, month, charges, ingested.fingerprint, issue_date=opts.issue_date,
-                                         carried=carried)
+                                         carried=carried, extra=one_offs)
     used = {dict(l.details).get("adjustment_id") for inv in invoices for l in inv.lines if l.kind == "adjustment"}
     warnings = [f"{month}: the correction of {adj.corrects} ({adj.party_kind} {adj.party_id}) waits for a later "
                 "invoice: it would make this one negative" for adj in carried if str(adj.id) not in used]
@@ -134,9 +143,12 @@ def plan_months(org: Organization, months: list[tuple[PreparedMonth, CloseOption
     """Plan the months in order, as one would finalize them one after the other (numbers follow time)."""
     engine = open_ledger(org, months[0][1])
     try:
-        priced = []
+        priced, earlier = [], []
         for p, opts in months:
-            invoices, warnings = _price(org, engine, p.month, p.ingested, p.attributed, p.usage, opts, pending=True)
+            invoices, warnings = _price(org, engine, p.month, p.ingested, p.attributed, p.usage, opts, pending=True,
+                                        earlier=earlier)
+            if not ledger_mod.finalized_state(engine, str(p.month)):
+                earlier += [dataclasses.replace(i, status="finalized") for i in invoices]
             evidence = evidence_of(p.ingested, p.attributed, p.reconciliation)
             try:
                 restatement = check_restatement(engine, p.month, invoices, evidence, opts)

@@ -170,6 +170,22 @@ class Issuer(Frozen):
         return self
 
 
+class Award(Frozen):
+    """An amount a funder granted for a period: subsidies draw from it until it is used up."""
+
+    id: Identifier
+    amount: Annotated[Decimal, BeforeValidator(_decimal), Field(gt=0, le=Decimal("1e12"))]
+    currency: CurrencyCode = "USD"
+    start: MonthText = Field(alias="from")
+    until: MonthText
+
+    @model_validator(mode="after")
+    def _in_order(self) -> "Award":
+        if self.until < self.start:
+            raise ValueError(f"until {self.until} is before from {self.start}")
+        return self
+
+
 class Funder(Frozen):
     """A grant or sponsor that pays part or all of some communities' charges."""
 
@@ -178,6 +194,12 @@ class Funder(Frozen):
     grant: str | None = None
     currency: CurrencyCode = "USD"
     billing_contact: Contact
+    # The funder's awards; without any, a subsidy is not limited by a budget.
+    awards: tuple[Award, ...] = ()
+
+    def award_for(self, month: str) -> Award | None:
+        """The award in force in `month` (the first one whose period covers it)."""
+        return next((a for a in self.awards if a.start <= month <= a.until), None)
     # What the funder's accounts-payable office needs on an invoice to pay it.
     purchase_order: PartyText | None = None
     customer_reference: PartyText | None = None
@@ -185,16 +207,66 @@ class Funder(Frozen):
     tax_id: PartyText | None = None
 
 
+def _first_day(text: str) -> dt.date:
+    return dt.date.fromisoformat(text if len(text) == 10 else f"{text}-01")
+
+
+def _last_day(text: str) -> dt.date:
+    if len(text) == 10:
+        return dt.date.fromisoformat(text)
+    return Month.parse(text).end - dt.timedelta(days=1)
+
+
+def _day_or_month(text: str) -> str:
+    """A contract date: YYYY-MM (the whole month) or YYYY-MM-DD (from / until that day, included)."""
+    if not isinstance(text, str):
+        raise ValueError(f"write a month YYYY-MM or a date YYYY-MM-DD in quotes, got {text!r}")
+    if len(text.strip()) == 7:
+        return _month_text(text)
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a month YYYY-MM or a date YYYY-MM-DD: {text!r}") from None
+    _month_text(text[:7])
+    if day.isoformat() != text:
+        raise ValueError(f"write the date exactly as YYYY-MM-DD: {day.isoformat()!r}, not {text!r}")
+    return text
+
+
+DayOrMonth = Annotated[str, BeforeValidator(lambda v: v.isoformat() if isinstance(v, dt.date) else v),
+                       AfterValidator(_day_or_month)]
+
+
+class PlanPeriod(Frozen):
+    """The plan a community is on from a month on (until the next period starts)."""
+
+    start: MonthText = Field(alias="from")
+    plan: Identifier
+
+
+class Prepaid(Frozen):
+    """A balance bought in advance, drawn down month by month until it is used up."""
+
+    id: Identifier
+    amount: Annotated[Decimal, BeforeValidator(_decimal), Field(gt=0, le=Decimal("1e12"))]
+    start: MonthText = Field(alias="from")
+    applies_to: Literal["all", "fees", "cloud"] = "all"
+
+
 class Community(Frozen):
     id: Identifier
     name: Text
     kind: Literal["education", "research", "partnership"]
     currency: CurrencyCode = "USD"
-    pricing_plan: Identifier
+    # One plan, or a history: [{from: 2022-01, plan: alpha-2022}, {from: 2026-01, plan: usage-2026}].
+    pricing_plan: Identifier | tuple[PlanPeriod, ...]
     billing_contact: Contact
     funder: Identifier | None = None
-    active_from: MonthText | None = None
-    active_until: MonthText | None = None
+    # The contract's first and last day: a month (YYYY-MM, the whole month) or a date (YYYY-MM-DD); fixed fees of
+    # a month the contract covers only in part are prorated by days (plan option `prorate`).
+    active_from: DayOrMonth | None = None
+    active_until: DayOrMonth | None = None
+    prepaid: tuple[Prepaid, ...] = ()
     # What the community's accounts-payable office needs on an invoice to pay it: universities pay against a
     # purchase order and refuse invoices without its number.
     purchase_order: PartyText | None = None
@@ -204,9 +276,39 @@ class Community(Frozen):
 
     @model_validator(mode="after")
     def _active_in_order(self) -> "Community":
-        if self.active_from and self.active_until and self.active_until < self.active_from:
+        if self.active_from and self.active_until and self.first_day > self.last_day:
             raise ValueError(f"active_until {self.active_until} is before active_from {self.active_from}")
+        if isinstance(self.pricing_plan, tuple):
+            starts = [p.start for p in self.pricing_plan]
+            if not starts:
+                raise ValueError("pricing_plan: give a plan, or a list of {from: YYYY-MM, plan: ID}")
+            if starts != sorted(set(starts)):
+                raise ValueError(f"pricing_plan: the periods must start in increasing months, got {starts}")
         return self
+
+    @property
+    def first_day(self) -> dt.date:
+        return _first_day(self.active_from) if self.active_from else dt.date.min
+
+    @property
+    def last_day(self) -> dt.date:
+        return _last_day(self.active_until) if self.active_until else dt.date.max
+
+    def plan_periods(self) -> tuple[PlanPeriod, ...]:
+        if isinstance(self.pricing_plan, str):
+            return (PlanPeriod.model_validate({"from": "0001-01", "plan": self.pricing_plan}),)
+        return self.pricing_plan
+
+    def plan_for(self, month: str) -> str | None:
+        """The plan in force in `month` (the latest period started by then), or None before the first."""
+        current = None
+        for period in self.plan_periods():
+            if period.start <= month:
+                current = period.plan
+        return current
+
+    def plan_ids(self) -> list[str]:
+        return [p.plan for p in self.plan_periods()]
 
 
 # ---- cost sources: where a cluster's spend comes from -------------------------
@@ -327,6 +429,8 @@ class Hub(Frozen):
     # An empty tag value is how sources say "untagged": it cannot name a hub.
     tag_value: Text | None = None
     sub_account: Text | None = None
+    # Whether its monthly active users are billed (false for staging and test hubs).
+    billable_users: bool = True
 
     _lower_sub = field_validator("sub_account", mode="after")(lambda v: v.lower() if v else v)
 
@@ -350,6 +454,8 @@ class PricingPlan(Frozen):
     id: Identifier
     name: Text
     currency: CurrencyCode = "USD"
+    # Fixed monthly fees of a month the contract covers only in part: by days (daily), or in full (none).
+    prorate: Literal["daily", "none"] = "daily"
     charges: tuple[ChargeSpec, ...] = Field(min_length=1)
 
 
@@ -378,6 +484,16 @@ class ExchangeRate(Frozen):
         if self.source == self.target:
             raise ValueError(f"from and to are both {self.source}: a rate converts one currency into another")
         return self
+
+
+class OneOff(Frozen):
+    """A one-off charge or credit for a party and month: its own line, never a negative fee."""
+
+    party: Annotated[str, Field(pattern=r"^(community|funder):[a-z0-9][a-z0-9_.-]*$")]   # e.g. community:uca
+    month: MonthText
+    description: Text
+    amount: Annotated[Decimal, BeforeValidator(_decimal), Field(gt=0, le=Decimal("1e12"))]
+    kind: Literal["charge", "credit"] = "charge"
 
 
 class UsageData(Frozen):
@@ -559,6 +675,8 @@ class Organization(Frozen):
     exchange_rates: tuple[ExchangeRate, ...] = ()
     # Where outputs go when --out is not given: a folder, or an object-store prefix (s3://, gs://, az://).
     out_dir: str | None = None
+    # One-off charges and credits (a setup fee, a goodwill credit), each on its own line of a party's invoice.
+    one_offs: tuple[OneOff, ...] = ()
     # A month is finalized only this many days after it ends (a source may say more); earlier runs give drafts.
     close_after_days: CloseAfterDays = 5
     # A community's month that totals 0.00 (fully grant-funded) gets a statement that nothing is due, or no document.
@@ -623,7 +741,19 @@ class Organization(Frozen):
         return month.end + dt.timedelta(days=days)
 
     def is_active(self, community: Community, month: str) -> bool:
-        return (community.active_from or "0000-00") <= month <= (community.active_until or "9999-99")
+        """Whether the contract covers any day of the month (and a plan is in force)."""
+        m = Month.parse(month)
+        return (community.first_day < m.end and community.last_day >= m.start
+                and community.plan_for(month) is not None)
+
+    def active_days(self, community: Community, month: Month) -> tuple[int, int]:
+        """(days of the month the contract covers, days in the month)."""
+        first, last = max(community.first_day, month.start), min(community.last_day, month.end - dt.timedelta(days=1))
+        total = (month.end - month.start).days
+        return max((last - first).days + 1, 0), total
+
+    def plan_of(self, community: Community, month: Month | str) -> PricingPlan:
+        return self.plan(community.plan_for(str(month)))
 
 
 def _by_id(items) -> dict[str, Any]:
@@ -648,11 +778,14 @@ def _cross_reference_problems(org: Organization):
     communities, funders, plans = _by_id(org.communities), _by_id(org.funders), _by_id(org.pricing_plans)
     clusters = _by_id(org.clusters)
     for i, c in enumerate(org.communities):
-        if c.pricing_plan not in plans:
-            yield f"communities[{i}] ({c.id}).pricing_plan: no plan {c.pricing_plan!r}; known: {sorted(plans)}"
-        elif plans[c.pricing_plan].currency != c.currency:
-            yield (f"communities[{i}] ({c.id}).currency: {c.currency} but plan {c.pricing_plan!r} "
-                   f"is priced in {plans[c.pricing_plan].currency}")
+        for plan_id in dict.fromkeys(c.plan_ids()):
+            if plan_id not in plans:
+                yield f"communities[{i}] ({c.id}).pricing_plan: no plan {plan_id!r}; known: {sorted(plans)}"
+            elif plans[plan_id].currency != c.currency:
+                yield (f"communities[{i}] ({c.id}).currency: {c.currency} but plan {plan_id!r} "
+                       f"is priced in {plans[plan_id].currency}")
+        for dup in _duplicates(p.id for p in c.prepaid):
+            yield f"communities[{i}] ({c.id}).prepaid: id {dup!r} is used more than once"
         if c.funder is not None and c.funder not in funders:
             yield f"communities[{i}] ({c.id}).funder: no funder {c.funder!r}; known: {sorted(funders)}"
         elif c.funder is not None and funders[c.funder].currency != c.currency:
@@ -660,6 +793,21 @@ def _cross_reference_problems(org: Organization):
             yield (f"communities[{i}] ({c.id}).currency: {c.currency}, but its funder {c.funder!r} is invoiced in "
                    f"{funders[c.funder].currency}; a funder's invoice is in one currency: invoice them in the same "
                    "currency or use another funder")
+    for i, f in enumerate(org.funders):
+        for j, award in enumerate(f.awards):
+            if award.currency != f.currency:
+                yield (f"funders[{i}] ({f.id}).awards[{j}] ({award.id}).currency: {award.currency}, but the funder is "
+                       f"invoiced in {f.currency}; an award is drawn in the currency of the funder's invoices")
+        for dup in _duplicates(a.id for a in f.awards):
+            yield f"funders[{i}] ({f.id}).awards: id {dup!r} is used more than once"
+        for a, b in zip(f.awards, f.awards[1:]):
+            if b.start <= a.until:
+                yield (f"funders[{i}] ({f.id}).awards: {a.id!r} ({a.start} to {a.until}) and {b.id!r} ({b.start} to "
+                       f"{b.until}) overlap; list awards in order, one at a time")
+    for i, one_off in enumerate(org.one_offs):
+        kind, _, party = one_off.party.partition(":")
+        if party not in (communities if kind == "community" else funders):
+            yield f"one_offs[{i}].party: no {kind} {party!r}"
     claimed: dict[tuple[str, str], str] = {}
     for i, cl in enumerate(org.clusters):
         where = f"clusters[{i}] ({cl.id})"
@@ -745,39 +893,49 @@ def _plan_trial_problems(org: Organization):
 
     plans, funders = _by_id(org.pricing_plans), _by_id(org.funders)
     for i, c in enumerate(org.communities):
-        plan = plans.get(c.pricing_plan)
-        if plan is None or (c.funder is not None and c.funder not in funders):
+        if any(p not in plans for p in c.plan_ids()) or (c.funder is not None and c.funder not in funders):
             continue  # reported as a cross-reference problem
-        hubs = [h for h in org.hubs if h.community == c.id]
-        dedicated = any(cl.tenancy == "dedicated" and cl.community == c.id for cl in org.clusters)
-        busy_cloud = tuple(CloudCost(h.cluster, h.id, "compute", "direct", Decimal(1_000_000)) for h in hubs[:1])
         billed_to_funder, failed = False, False
-        for cloud, mau in (((), {}), (busy_cloud, {h.id: 100_000 for h in hubs[:1]})):
-            ctx = PricingContext(month=Month.parse(c.active_from or "2022-01"), community=c,
-                                 funder=funders.get(c.funder) if c.funder else None, currency=c.currency,
-                                 cloud=cloud, mau=mau, dedicated=dedicated)
-            charges: list = []
-            for j, spec in enumerate(plan.charges):
-                try:
-                    model = build_model(spec.model, spec.params)
-                except Exception:  # noqa: BLE001 - reported by validate_plan
-                    failed = True
-                    break
-                try:
-                    charges.extend(model.charges(ctx, tuple(charges)))
-                except Exception as err:  # noqa: BLE001 - anything raised here would stop the monthly run
-                    why = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
-                    yield (f"communities[{i}] ({c.id}).pricing_plan: plan {plan.id!r} cannot price this community: "
-                           f"charges[{j}] ({spec.model}): {why}")
-                    failed = True
-                    break
+        for period in c.plan_periods():
+            billed, failed = yield from _try_plan(i, c, plans[period.plan], funders, org, period.start)
+            billed_to_funder |= billed
             if failed:
                 break
-            billed_to_funder |= c.funder is not None and any(ch.bill_to == c.funder for ch in charges)
         if c.funder is not None and not failed and not billed_to_funder:
-            yield (f"communities[{i}] ({c.id}).funder: {c.funder!r}, but plan {plan.id!r} bills nothing to a funder "
+            yield (f"communities[{i}] ({c.id}).funder: {c.funder!r}, but its plans bill nothing to a funder "
                    f"(no subsidy), while the invoices would say {funders[c.funder].name!r} pays part of the charges; "
-                   "remove the funder or give the plan a subsidy")
+                   "remove the funder or give a plan a subsidy")
+
+
+def _try_plan(i: int, c: Community, plan: PricingPlan, funders: dict, org: Organization, start: str):
+    """Price one of a community's plans on an empty and a busy made-up month; yields problems, returns
+    (whether it billed the funder, whether it failed)."""
+    from pricing_models import CloudCost, PricingContext, build_model  # late: pricing_models imports this module
+
+    month = max(start, (c.active_from or "2022-01")[:7], "0001-01")
+    hubs = [h for h in org.hubs if h.community == c.id]
+    dedicated = any(cl.tenancy == "dedicated" and cl.community == c.id for cl in org.clusters)
+    busy_cloud = tuple(CloudCost(h.cluster, h.id, "compute", "direct", Decimal(1_000_000)) for h in hubs[:1])
+    billed_to_funder = False
+    for cloud, mau in (((), {}), (busy_cloud, {h.id: 100_000 for h in hubs[:1]})):
+        ctx = PricingContext(month=Month.parse(month), community=c,
+                             funder=funders.get(c.funder) if c.funder else None, currency=c.currency,
+                             cloud=cloud, mau=mau, dedicated=dedicated, prorate=plan.prorate)
+        charges: list = []
+        for j, spec in enumerate(plan.charges):
+            try:
+                model = build_model(spec.model, spec.params)
+            except Exception:  # noqa: BLE001 - reported by validate_plan
+                return billed_to_funder, True
+            try:
+                charges.extend(model.charges(ctx, tuple(charges)))
+            except Exception as err:  # noqa: BLE001 - anything raised here would stop the monthly run
+                why = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+                yield (f"communities[{i}] ({c.id}).pricing_plan: plan {plan.id!r} cannot price this community: "
+                       f"charges[{j}] ({spec.model}): {why}")
+                return billed_to_funder, True
+        billed_to_funder |= c.funder is not None and any(ch.bill_to == c.funder for ch in charges)
+    return billed_to_funder, False
 
 
 # ---- reading the file -------------------------------------------------------------------

@@ -18,6 +18,13 @@ class MonthUsage:
     measure: str
     by_hub: dict[str, Decimal] = field(default_factory=dict)   # hub id -> usage measure summed over the month
     mau: dict[str, int] = field(default_factory=dict)          # hub id -> monthly active users
+    staff: dict[str, int] = field(default_factory=dict)        # hub id -> how many of them are staff
+
+    def billable_mau(self, hub) -> int:
+        """A hub's users that are billed: none on a hub that is not billable (staging), and never its staff."""
+        if not getattr(hub, "billable_users", True):
+            return 0
+        return max(self.mau.get(hub.id, 0) - self.staff.get(hub.id, 0), 0)
 
 
 def _files(org: Organization, pattern: str, what: str) -> list[str]:
@@ -27,7 +34,7 @@ def _files(org: Organization, pattern: str, what: str) -> list[str]:
     return paths
 
 
-def _query(paths: list[str], sql: str, what: str, required: tuple[str, ...]):
+def _query(paths: list[str], sql: str, what: str, required: tuple[str, ...], optional: tuple[str, ...] = ()):
     con = duckdb.connect()
     source = duckdb_reader(paths, "csv", filename=True)
     try:
@@ -37,7 +44,8 @@ def _query(paths: list[str], sql: str, what: str, required: tuple[str, ...]):
     missing = [c for c in required if c not in columns]
     if missing:
         raise InputError(f"{paths[0]}: missing column(s) {', '.join(missing)}; expected {', '.join(required)}")
-    return con.execute(sql.format(source=source)).fetchall()
+    absent = {name: "NULL" if name not in columns else name for name in optional}
+    return con.execute(sql.format(source=source, **absent)).fetchall()
 
 
 def load_usage(org: Organization, month: Month) -> MonthUsage:
@@ -59,14 +67,19 @@ def load_usage(org: Organization, month: Month) -> MonthUsage:
             if hub not in known:
                 raise InputError(f"{filename}: field hub: {hub!r} is not a hub in the configuration")
             by_hub[hub] = by_hub.get(hub, Decimal(0)) + value
+    staff: dict[str, int] = {}
     if org.usage.mau:
         rows = _query(_files(org, org.usage.mau, "mau"),
-                      f"SELECT filename, hub, mau, TRY_CAST(mau AS BIGINT) FROM {{source}} WHERE month = '{month}'",
-                      "mau", ("month", "hub", "mau"))
-        for filename, hub, raw, value in rows:
+                      "SELECT filename, hub, mau, TRY_CAST(mau AS BIGINT), {staff}, TRY_CAST({staff} AS BIGINT) "
+                      f"FROM {{source}} WHERE month = '{month}'", "mau", ("month", "hub", "mau"), ("staff",))
+        for filename, hub, raw, value, raw_staff, value_staff in rows:
             if value is None or value < 0:
                 raise InputError(f"{filename}: field mau: {raw!r} is not a whole number of users (hub {hub!r}, {month})")
+            if raw_staff not in (None, "") and (value_staff is None or not 0 <= value_staff <= value):
+                raise InputError(f"{filename}: field staff: {raw_staff!r} is not a whole number of users between 0 "
+                                 f"and the hub's mau {value} (hub {hub!r}, {month})")
             if hub not in known:
                 raise InputError(f"{filename}: field hub: {hub!r} is not a hub in the configuration")
             mau[hub] = mau.get(hub, 0) + value
-    return MonthUsage(org.usage.measure, by_hub, mau)
+            staff[hub] = staff.get(hub, 0) + (value_staff or 0)
+    return MonthUsage(org.usage.measure, by_hub, mau, staff)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from pricing_models import cloud, discount, fees, subsidy, usage  # noqa: F401  (registers the built-in models)
+from pricing_models import cloud, discount, fees, minimum, subsidy, usage  # noqa: F401  (registers the built-in models)
 from pricing_models.base import (ENTRY_POINT_GROUP, Charge, CloudCost, PricingContext, PricingModel, known_models,
                                  model_class, register)
 

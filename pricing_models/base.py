@@ -21,19 +21,23 @@ from billing.money import ZERO, format_percent, round_money, to_decimal
 from billing.months import Month
 
 # Invoice sections by charge kind, in the order they appear on an invoice.
-SECTIONS = {"fee": "Service fees", "uplift": "Service fees", "usage": "Service fees",
+SECTIONS = {"fee": "Service fees", "uplift": "Service fees", "usage": "Service fees", "minimum": "Service fees",
             "cloud": "Cloud costs", "markup": "Cloud costs", "cap": "Adjustments", "discount": "Adjustments",
-            "subsidy": "Subsidies", "adjustment": "Prior-period adjustments"}
+            "one_off_charge": "One-off charges", "one_off_credit": "Credits", "subsidy": "Subsidies",
+            "prepaid": "Prepaid credit", "adjustment": "Prior-period adjustments"}
 KINDS = tuple(SECTIONS)
 # How reports and CSVs group charge kinds: service fees, cloud cost passed through, markup (margin on cloud),
 # subsidies, and adjustments (caps, discounts, prior-period corrections).
-REPORT_GROUPS = {"fee": "fees", "uplift": "fees", "usage": "fees", "cloud": "cloud", "markup": "markup",
-                 "cap": "adjustments", "discount": "adjustments", "adjustment": "adjustments",
+REPORT_GROUPS = {"fee": "fees", "uplift": "fees", "usage": "fees", "minimum": "fees", "one_off_charge": "fees",
+                 "cloud": "cloud", "markup": "markup", "cap": "adjustments", "discount": "adjustments",
+                 "one_off_credit": "adjustments", "prepaid": "adjustments", "adjustment": "adjustments",
                  "subsidy": "subsidies"}
-# Kinds that only the ledger writes (corrections of an earlier invoice), never a pricing model.
-LEDGER_KINDS = frozenset({"adjustment"})
+# Kinds that only the ledger or the contract writes (corrections, one-offs, prepaid draws), never a pricing model.
+LEDGER_KINDS = frozenset({"adjustment", "one_off_charge", "one_off_credit", "prepaid"})
 # What a subsidy or discount can apply to: the charge kinds in each scope (None: every charge so far).
-SCOPES = {"all": None, "fees": frozenset({"fee", "uplift", "usage"}), "cloud": frozenset({"cloud", "markup"})}
+SCOPES = {"all": None, "fees": frozenset({"fee", "uplift", "usage", "minimum"}), "cloud": frozenset({"cloud", "markup"})}
+# What a cap limits: the service fees (markup included: what the organization earns), or everything.
+CAP_SCOPES = {"fees": frozenset({"fee", "uplift", "usage", "minimum", "markup"}), "all": None}
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,21 @@ class CloudCost:
     corrects: str | None = None   # a correction (FOCUS ChargeClass) of this earlier month, YYYY-MM
 
 
+@dataclass
+class PricingState:
+    """What earlier months used up, for the models that remember: awards drawn by subsidies (shared by the
+    communities a funder pays for, updated as each is priced), and each community's charges earlier in the
+    calendar year (for yearly minimums)."""
+
+    award_drawn: dict[str, Decimal] = field(default_factory=dict)        # award id -> drawn so far
+    prepaid_drawn: dict[str, Decimal] = field(default_factory=dict)      # prepaid balance id -> drawn so far
+    year_charges: dict[tuple[str, str], Decimal] = field(default_factory=dict)   # (community, kind) -> this year
+
+    def year_total(self, community: str, kinds: Iterable[str] | None) -> Decimal:
+        return sum((v for (c, k), v in self.year_charges.items() if c == community and (kinds is None or k in kinds)),
+                   ZERO)
+
+
 @dataclass(frozen=True)
 class PricingContext:
     """Everything a model may look at for one community and month."""
@@ -85,12 +104,27 @@ class PricingContext:
     funder: Any | None       # billing.config.Funder
     currency: str
     cloud: tuple[CloudCost, ...] = ()
-    mau: dict[str, int] = field(default_factory=dict)   # hub id -> monthly active users
+    mau: dict[str, int] = field(default_factory=dict)   # hub id -> billable monthly active users
     dedicated: bool = False  # the community has a cluster of its own
+    active_days: int | None = None      # days of the month the contract covers (None: all of them)
+    days_in_month: int | None = None
+    prorate: str = "daily"              # the plan's rule for fixed fees of a partial month: daily or none
+    state: PricingState = field(default_factory=PricingState)
+    last_month: bool = False            # the contract's last month (it ends in this month)
 
     @property
     def total_mau(self) -> int:
         return sum(self.mau.values())
+
+    @property
+    def partial(self) -> bool:
+        """The contract covers only part of the month, and the plan prorates fixed fees by days."""
+        return (self.prorate == "daily" and self.active_days is not None and self.days_in_month is not None
+                and self.active_days < self.days_in_month)
+
+    def prorated(self, amount: Decimal) -> Decimal:
+        """A monthly amount for the days the contract covers (exact)."""
+        return amount * self.active_days / self.days_in_month if self.partial else amount
 
 
 class ModelParams(BaseModel):

@@ -5,11 +5,11 @@ percentage as `format_percent` does, and a percentage says what it is of.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 from billing.money import ZERO, format_money
 from billing.months import Month
-from pricing_models.base import (Charge, ModelParams, Money, Percent, PricingContext, PricingModel, percent_number,
+from pricing_models.base import (CAP_SCOPES, Charge, ModelParams, Money, Percent, PricingContext, PricingModel, percent_number,
                                  register, rounded_sum)
 
 COMPONENT_LABELS = {"compute": "Compute", "storage": "Storage", "networking": "Networking", "core": "Core services",
@@ -64,18 +64,24 @@ class Markup(PricingModel):
 
 @register("cap")
 class Cap(PricingModel):
-    """The community never pays more than `amount` a month; the excess is credited."""
+    """The community never pays more than `amount` a month for its service fees (markup included: what the
+    organization earns), or, with `applies_to: all`, for everything; the excess is credited. A cap on the
+    fees never credits cloud cost passed through, so runaway cloud spend is not paid by the organization."""
 
     class Params(ModelParams):
-        placeholders = ("amount", "currency")
+        placeholders = ("amount", "currency", "scope")
         amount: Money
-        description: str = "Monthly cap of {amount}"
+        applies_to: Literal["fees", "all"] = "fees"
+        description: str = "Monthly cap of {amount} on {scope}"
 
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
-        total = rounded_sum(earlier)
+        kinds = CAP_SCOPES[self.params.applies_to]
+        total = rounded_sum(earlier, kinds=kinds)
         excess = total - self.params.amount
         if excess <= 0:
             return []
+        scope = "service fees" if self.params.applies_to == "fees" else "all charges"
         return [Charge("cap", self.describe(amount=format_money(self.params.amount, ctx.currency),
-                                            currency=ctx.currency),
-                       -excess, ctx.currency, details=(("charges_before_cap", str(total)),))]
+                                            currency=ctx.currency, scope=scope),
+                       -excess, ctx.currency, details=(("charges_before_cap", str(total)),
+                                                       ("applies_to", self.params.applies_to)))]

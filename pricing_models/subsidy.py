@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal, Sequence
 
-from billing.money import ZERO
+from billing.money import ZERO, format_money, round_money
 from pricing_models.base import (Charge, ModelParams, PricingContext, PricingModel, Share, percent_text, register,
                                  rounded_sum, scope_sum)
 
@@ -46,18 +46,33 @@ class Subsidy(PricingModel):
         wanted = base * share / 100
         bill = rounded_sum(earlier)
         amount = min(wanted, max(bill, ZERO)) if wanted > 0 else wanted
+        limited = ", limited to the balance so far" if amount != wanted else ""
+        award_details: tuple = ()
+        if getattr(ctx.funder, "awards", ()):
+            award = ctx.funder.award_for(str(ctx.month))
+            if award is None:
+                return []       # no award covers this month: the community pays its charges itself
+            drawn = ctx.state.award_drawn.get(award.id, ZERO)
+            left = max(award.amount - drawn, ZERO)
+            if round_money(amount, ctx.currency) > left:
+                amount = left
+                limited = (f", limited to the {format_money(left, ctx.currency)} left on award {award.id}, "
+                           "now used up; the rest is yours")
+            award_details = (("award", award.id), ("award_amount", str(award.amount)),
+                             ("award_drawn_before", str(drawn)),
+                             ("award_remaining_after", str(left - round_money(amount, ctx.currency))))
         if amount == 0:
             return []
         pct = percent_text(share)
         scope = {"all": "charges", "fees": "service fees", "cloud": "cloud costs"}[self.params.applies_to]
-        limited = ", limited to the balance so far" if amount != wanted else ""
         details = (("base", str(base)), ("share", str(share)), ("funder", ctx.funder.id)) + (
             (("limited_to", str(bill)),) if limited else ()) + self._split_bases(earlier) + (
-            (("grant", ctx.funder.grant),) if ctx.funder.grant else ())
+            (("grant", ctx.funder.grant),) if ctx.funder.grant else ()) + award_details
         grant = f" ({ctx.funder.grant})" if ctx.funder.grant else ""
         return [
             Charge("subsidy", f"Paid by {ctx.funder.name}{grant}: {pct}% of {scope}{limited}", -amount, ctx.currency,
                    quantity=share, unit="%", details=details),
-            Charge("subsidy", f"{ctx.community.name}: {pct}% of {scope} for {ctx.month.label()}{limited}", amount,
+            Charge("subsidy", f"{ctx.community.name}: {pct}% of {scope} for {ctx.month.label()}"
+                   f"{limited.replace('; the rest is yours', '; the community pays the rest')}", amount,
                    ctx.currency, quantity=share, unit="%", bill_to=ctx.funder.id, details=details),
         ]

@@ -200,9 +200,11 @@ def test_impossible_months_are_refused_everywhere(tmp_path, capsys, month, why):
     data["communities"][0]["active_from"] = month
     data["communities"][1]["active_until"] = month
     err = refused(tmp_path, capsys, data)
-    for where in ("communities[0] (alpha).active_from", "communities[1] (beta).active_until",
-                  "exchange_rates[0].month"):
-        assert f"org.yaml: {where}: {why}\n" in err
+    # a contract date may also be a day (YYYY-MM-DD), and says so
+    contract_why = "not a month YYYY-MM or a date YYYY-MM-DD: '2022-1'" if month == "2022-1" else why
+    for where, expected in (("communities[0] (alpha).active_from", contract_why),
+                            ("communities[1] (beta).active_until", contract_why), ("exchange_rates[0].month", why)):
+        assert f"org.yaml: {where}: {expected}\n" in err
 
 
 def test_active_until_before_active_from(tmp_path, capsys):
@@ -331,9 +333,9 @@ def test_funder_whose_plan_bills_it_nothing(tmp_path, capsys):
     data = small_org_data()
     data["communities"][0]["funder"] = "grant"
     err = refused(tmp_path, capsys, data)
-    assert ("org.yaml: communities[0] (alpha).funder: 'grant', but plan 'alpha-2022' bills nothing to a funder "
+    assert ("org.yaml: communities[0] (alpha).funder: 'grant', but its plans bill nothing to a funder "
             "(no subsidy), while the invoices would say 'Big Grant' pays part of the charges; remove the funder or "
-            "give the plan a subsidy") in err
+            "give a plan a subsidy") in err
 
 
 def test_description_the_model_cannot_fill_in(tmp_path, capsys):
@@ -375,11 +377,12 @@ def test_problems_without_a_file(tmp_path):
         parse_organization(data)
 
 
-def test_month_written_unquoted_as_a_date(tmp_path, capsys):
+def test_a_contract_date_may_be_written_unquoted(tmp_path):
     text = yaml.safe_dump(small_org_data(), sort_keys=False).replace(
-        "  kind: education\n", "  kind: education\n  active_from: 2022-05-01\n", 1)
-    err = refused(tmp_path, capsys, text)
-    assert "communities[0] (alpha).active_from: Input should be a valid string" in err
+        "  kind: education\n", "  kind: education\n  active_from: 2022-05-13\n", 1)
+    (tmp_path / "org.yaml").write_text(text)
+    org = load_organization(tmp_path / "org.yaml")
+    assert org.communities[0].active_from == "2022-05-13"
 
 
 def test_bidirectional_overrides_are_refused(tmp_path):

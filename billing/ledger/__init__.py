@@ -12,6 +12,7 @@ migrations. One module per concern:
 - `corrections`: amending a month (credit notes and replacements, or
   adjustments carried to the next invoice) and voiding an invoice.
 """
+from billing.ledger.adjustments import RecordedOneOff, record_one_off, recorded_one_offs
 from billing.ledger.corrections import POLICIES, Correction, amending_month, credit_note_for, voiding
 from billing.ledger.database import LEDGER_ENV, ledger_url, migrate, open_ledger, safe_url
 from billing.ledger.invoices import (DOCUMENT_TYPES, STATUSES, CarriedAdjustment, Invoice, Line, build_invoices,
@@ -24,7 +25,8 @@ from billing.ledger.runs import DEFAULT_LOCK_WAIT, MonthLocked, MonthRun, latest
 from billing.ledger.schema import (AdjustmentRow, Base, EventRow, EvidenceRow, InputManifestRow, InvoiceRow, LineRow,
                                    SequenceRow)
 
-__all__ = ["DEFAULT_LOCK_WAIT", "MonthLocked", "MonthRun", "latest_runs", "month_lock", "record_run",
+__all__ = ["RecordedOneOff", "record_one_off", "recorded_one_offs",
+           "DEFAULT_LOCK_WAIT", "MonthLocked", "MonthRun", "latest_runs", "month_lock", "record_run",
            "DOCUMENT_TYPES", "LEDGER_ENV", "POLICIES", "STATUSES", "AdjustmentRow", "Base", "CarriedAdjustment",
            "Correction", "Event", "EventRow", "Evidence", "EvidenceRow", "Expected", "InputManifestRow", "Invoice",
            "InvoiceRow", "Line", "LineRow", "MonthRecord", "SequenceRow", "all_finalized", "amending_month",

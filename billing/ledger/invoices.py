@@ -127,13 +127,15 @@ class CarriedAdjustment:
 
 def build_invoices(org: Organization, month: Month, charges: dict[str, list[Charge]],
                    data_fingerprint: str, notes: Iterable[str] = (), *, issue_date: dt.date | None = None,
-                   carried: Iterable[CarriedAdjustment] = ()) -> list[Invoice]:
+                   carried: Iterable[CarriedAdjustment] = (),
+                   extra: dict[tuple[str, str], list[Charge]] | None = None) -> list[Invoice]:
     """One document per billed party (community or funder), lines rounded once.
 
     A community's month that totals zero is a statement (nothing is due).
     Adjustments carried from corrected earlier invoices are added as
     prior-period lines, unless they would make the total negative (then
-    they wait for a later invoice).
+    they wait for a later invoice). `extra`: charges of a party outside any
+    community's plan (one-off charges and credits), by (party kind, id).
     """
     issue = issue_date or today_utc()
     due = issue + dt.timedelta(days=org.issuer.payment_terms_days)
@@ -144,6 +146,8 @@ def build_invoices(org: Organization, month: Month, charges: dict[str, list[Char
         for ch in community_charges:
             party = ("community", community_id) if ch.bill_to is None else ("funder", ch.bill_to)
             by_party.setdefault(party, []).append(ch)
+    for party, party_charges in (extra or {}).items():
+        by_party.setdefault(party, []).extend(party_charges)
     carried_by_party: dict[tuple[str, str], list[CarriedAdjustment]] = {}
     for adj in carried:
         carried_by_party.setdefault((adj.party_kind, adj.party_id), []).append(adj)
@@ -157,8 +161,8 @@ def build_invoices(org: Organization, month: Month, charges: dict[str, list[Char
                            c.unit_price, c.community, c.hub, c.cluster, c.component, c.details) for c in ordered)
         if lines_total(lines) < 0:
             raise InputError(f"{month}: the {kind} {party_id!r} would be invoiced {lines_total(lines)} "
-                             f"{entity.currency}, a negative total; an invoice never pays the customer: check the "
-                             "credits, discounts and caps of its pricing plan")
+                             f"{entity.currency}, a negative total; an invoice never pays the customer: check its "
+                             "one-off credits and the credits, discounts and caps of its pricing plan")
         adjustments = tuple(l for adj in carried_by_party.get((kind, party_id), ()) if adj.currency == entity.currency
                             for l in adj.lines)
         if adjustments and lines_total(lines + adjustments) >= 0:

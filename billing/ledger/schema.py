@@ -190,3 +190,17 @@ class MonthRunRow(Base):
     actor: Mapped[str] = mapped_column(String(128))
     message: Mapped[str] = mapped_column(Text, default="", server_default="")
     details: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")   # JSON: totals, unattributed, ...
+
+
+class OneOffRow(Base):
+    """A one-off charge or credit recorded with `billing adjust` for a party and month."""
+
+    __tablename__ = "one_offs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    party: Mapped[str] = mapped_column(String(80))              # community:ID or funder:ID
+    month: Mapped[str] = mapped_column(String(7), index=True)
+    description: Mapped[str] = mapped_column(Text)
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal())     # positive; a credit is kind "credit"
+    kind: Mapped[str] = mapped_column(String(8))                # charge or credit
+    actor: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
