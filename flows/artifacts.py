@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from billing.pipeline import MonthResult
 
 FILES = "invoices/, invoices.csv, attribution.csv, reconciliation.csv"
+MAX_NUMBERS_LISTED = 10
 
 
 def artifact_key(kind: str, org_id: str, month: str) -> str:
@@ -63,7 +64,10 @@ def _totals(documents) -> dict[str, Decimal]:
 
 
 def _numbers(numbers: list[str]) -> str:
-    return f"{len(numbers)}" + (f": {', '.join(_md(n) for n in numbers)}" if numbers else "")
+    """How many, and which (the first few: every document is in the table)."""
+    shown = ", ".join(_md(n) for n in numbers[:MAX_NUMBERS_LISTED])
+    more = f" and {len(numbers) - MAX_NUMBERS_LISTED} more" if len(numbers) > MAX_NUMBERS_LISTED else ""
+    return f"{len(numbers)}" + (f": {shown}{more}" if numbers else "")
 
 
 def summary_markdown(org: Organization, result: MonthResult, out_dir: Path | str) -> str:

@@ -92,3 +92,10 @@ def test_in_a_flow_run_each_month_is_published_and_a_refusal_is_only_a_warning(p
 
     monkeypatch.setattr(prefect.artifacts, "create_markdown_artifact", unavailable)
     month_run()   # completes: the month is invoiced whether or not its summary could be recorded
+
+
+def test_a_long_list_of_numbers_is_cut_short(january):
+    org, out, result = january
+    result.unchanged = [f"TST-2022-{n:04d}" for n in range(1, 31)]
+    assert "| Unchanged | 30: TST-2022-0001, TST-2022-0002, " in summary_markdown(org, result, out)
+    assert "TST-2022-0010 and 20 more |" in summary_markdown(org, result, out)
