@@ -1,6 +1,7 @@
 # Two commands do everything on a machine that has only python3:
 #   make run   - the monthly job for every month of 2022 on the bundled sample organization
 #   make test  - the test suite
+# and, for CI and before changing the scheduling: make test-server (billing serve against a real Prefect server).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -15,7 +16,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export PREFECT_LOGGING_LEVEL ?= WARNING
 
-.PHONY: run test bench install sample clean
+.PHONY: run test test-server bench install sample clean
 
 install: $(STAMP)
 
@@ -35,6 +36,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-server: $(STAMP)
+	$(BIN)/python -m pytest -m server $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.ingest_bench

@@ -9,8 +9,8 @@ Both flows notify as `billing run` does (`billing.notify`): a month's
 summary, a failed or incomplete month, one summary per backfill; their
 on_failure / on_crashed hooks notify whatever else stops a run.
 
-Schedule the monthly run with a real Prefect server (`prefect server start`)
-and `monthly_invoicing.serve(cron="0 6 3 * *")` (see README).
+Each month leaves its summary and documents as artifacts (`flows.artifacts`).
+`billing serve` (`flows.deployments`) and prefect.yaml schedule them (see README).
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from billing.storage import cache_dir, is_url
 from billing.notify import Notifier, already_notified
 from billing.pipeline import (MONTH_FAILURES, RunOptions, amend, backfill_in_parallel, month_failure, run_month,
                               write_revenue_report)
+from flows.artifacts import publish_month
 
 RETRIED_STAGES = {"fetch_costs": 3}
 # Called in-process after each month of a backfill with (month, MonthResult or None, failure message or None);
@@ -106,6 +107,7 @@ def monthly_invoicing(month: str | None = None, org_path: str = "", out_dir: str
                            _options(out_dir, draft, refresh, allow_estimated, ledger_url, issue_date, actor),
                            stage=as_task)
     report.succeeded(result)
+    publish_month(org, out_dir, month, result)
     return result
 
 
@@ -153,6 +155,7 @@ def backfill(start: str, end: str, org_path: str = "", out_dir: str = "out", dra
             except MONTH_FAILURES as err:
                 failure = month_failure(month, err)
                 failures.append(failure)
+            publish_month(org, out_dir, month, result, failure)
             for listener in MONTH_LISTENERS:
                 listener(str(month), result, failure)
     if write_report and not draft:

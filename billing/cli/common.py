@@ -195,7 +195,7 @@ def check_ledger(args, org) -> None:
     if args.ledger is not None and not args.ledger.strip():
         raise InputError("--ledger is empty; give a database URL, or leave it out for sqlite:///OUT/ledger.db")
     url = ledger_mod.ledger_url(org, str(args.out), args.ledger)
-    finalizing = args.command in ("run", "backfill", "amend", "void") and not getattr(args, "draft", False)
+    finalizing = args.command in ("run", "backfill", "amend", "void", "serve") and not getattr(args, "draft", False)
     if finalizing and in_memory(url):
         raise InputError(f"ledger {ledger_mod.safe_url(url)}: an in-memory ledger forgets invoice numbers when the "
                          "run ends, so nothing can be finalized in it; give a database file or server")

@@ -18,11 +18,14 @@ def add_parsers(sub) -> None:
 
 
 def cmd_validate(args) -> int:
+    from billing.cli.serve import default_cron
     from billing.notify import unset_variables
 
     org = checked_org(args)
     print(f"{args.org or 'bundled sample'}: valid — {len(org.communities)} communities, {len(org.clusters)} clusters, "
           f"{len(org.hubs)} hubs, {len(org.pricing_plans)} pricing plans, {len(org.funders)} funders")
+    print(f"  id {org.org_id}; time zone {org.timezone}; billing serve schedules the monthly run at "
+          f"'{default_cron(org)}' (06:00 on the day each month closes)")
     for problem in unset_variables(org):
         print(f"warning: {problem}", file=sys.stderr)
     return 0
