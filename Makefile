@@ -7,6 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out
+# Test processes (pytest-xdist): one per core by default.
+TEST_WORKERS ?= auto
 ORG    ?= sample/org.yaml
 
 # Prefect: project-local home, no analytics, generous start-up time for the temporary server.
@@ -35,7 +37,7 @@ run: $(STAMP)
 	$(BIN)/billing report --org $(ORG) --out $(OUT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-server: $(STAMP)
 	$(BIN)/python -m pytest -m server $(PYTEST_ARGS)

@@ -77,7 +77,8 @@ class Cap(PricingModel):
     def charges(self, ctx: PricingContext, earlier: Sequence[Charge]) -> list[Charge]:
         kinds = CAP_SCOPES[self.params.applies_to]
         total = rounded_sum(earlier, kinds=kinds)
-        excess = total - self.params.amount
+        # Never more than the community owes so far (after a discount, say): the bill cannot turn negative.
+        excess = min(total - self.params.amount, rounded_sum(earlier))
         if excess <= 0:
             return []
         scope = "service fees" if self.params.applies_to == "fees" else "all charges"

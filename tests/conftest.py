@@ -26,14 +26,32 @@ def _pg_reachable(url: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url() -> str:
+def pg_server_url(worker_id) -> str:
+    """The PostgreSQL database of this test process: BILLING_TEST_PG_URL's, or, when pytest-xdist runs the tests
+    in several processes, one database per process beside it (created on first use)."""
     problem = _pg_reachable(PG_URL)
     if problem:
         message = f"PostgreSQL not reachable at {PG_URL} ({problem}); set BILLING_TEST_PG_URL to test the ledger on it"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message + " — under CI the server is required")
         pytest.skip(message)
-    return PG_URL
+    if worker_id == "master":
+        return PG_URL
+    return _database_for_worker(PG_URL, worker_id)
+
+
+def _database_for_worker(url: str, worker_id: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker_id}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def drop_everything(url: str) -> None:

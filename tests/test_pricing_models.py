@@ -52,11 +52,24 @@ def test_cloud_passthrough_markup_cap():
     cloud = [CloudCost("k", "h1", "compute", "direct", D("1000.004")),
              CloudCost("k", None, "core", "cluster", D("200.005"))]
     plan = [{"model": "fixed_fee", "amount": "2500.00"}, {"model": "cloud_passthrough"},
-            {"model": "markup", "percent": "10"}, {"model": "cap", "amount": "3500.00"}]
+            {"model": "markup", "percent": "10"}, {"model": "cap", "amount": "3500.00", "applies_to": "all"}]
     charges = apply(plan, ctx(cloud=cloud))
     assert [c.kind for c in charges] == ["fee", "cloud", "cloud", "markup", "cap"]
     assert [c.rounded for c in charges] == [D("2500.00"), D("1000.00"), D("200.01"), D("120.00"), D("-320.01")]
     assert sum(c.rounded for c in charges) == D("3500.00")
+
+
+def test_a_cap_on_the_fees_never_credits_cloud_cost_passed_through():
+    """The default: the cap limits what the organization earns (fees and markup), not runaway cloud spend."""
+    cloud = [CloudCost("k", "h1", "compute", "direct", D("50000"))]
+    plan = [{"model": "fixed_fee", "amount": "2400.00"}, {"model": "cloud_passthrough"},
+            {"model": "markup", "percent": "10"}, {"model": "cap", "amount": "3000.00"}]
+    charges = apply(plan, ctx(cloud=cloud))
+    assert [(c.kind, c.rounded) for c in charges] == [
+        ("fee", D("2400.00")), ("cloud", D("50000.00")), ("markup", D("5000.00")), ("cap", D("-4400.00"))]
+    assert charges[-1].description == "Monthly cap of $3,000.00 on service fees"
+    quiet = apply(plan, ctx(cloud=[CloudCost("k", "h1", "compute", "direct", D("1000"))]))
+    assert [c.kind for c in quiet] == ["fee", "cloud", "markup"]     # fees 2,400 + markup 100: under the cap
 
 
 def test_subsidy_full_and_partial_balance_to_the_cent():
@@ -280,7 +293,7 @@ def test_default_descriptions_print_money_as_documents_do_and_percentages_say_th
             {"model": "cloud_passthrough"}, {"model": "markup", "percent": "12.5"},
             {"model": "discount", "percent": "10", "applies_to": "fees"},
             {"model": "discount", "amount": "100", "applies_to": "cloud"},
-            {"model": "cap", "amount": "3000"}]
+            {"model": "cap", "amount": "3000", "applies_to": "all"}]
     charges = apply(plan, ctx("research", cloud=cloud, mau={"h1": 1200}, dedicated=True))
     assert [c.description for c in charges] == [
         "Monthly service fee (Research tier)",
@@ -297,7 +310,7 @@ def test_default_descriptions_print_money_as_documents_do_and_percentages_say_th
         "Markup: 12.5% of cloud costs of $2,144.67",
         "Discount: 10% off service fees of $8,700.00",
         "Discount: $100.00 off cloud costs of $2,412.75",
-        "Monthly cap of $3,000.00",
+        "Monthly cap of $3,000.00 on all charges",
     ]
     # Only descriptions changed: quantity, unit and unit price of the percentage lines are as before.
     uplift, markup, discount = (next(c for c in charges if c.kind == k) for k in ("uplift", "markup", "discount"))
@@ -309,5 +322,5 @@ def test_default_descriptions_print_money_as_documents_do_and_percentages_say_th
                                                     ("CHF", "3000", "CHF3,000.00")])
 def test_amounts_in_descriptions_use_the_invoices_currency(currency, amount, shown):
     context = dataclasses.replace(ctx(cloud=[CloudCost("k", "h1", "compute", "direct", D("99999"))]), currency=currency)
-    charges = apply([{"model": "cloud_passthrough"}, {"model": "cap", "amount": amount}], context)
-    assert charges[-1].description == f"Monthly cap of {shown}"
+    charges = apply([{"model": "cloud_passthrough"}, {"model": "cap", "amount": amount, "applies_to": "all"}], context)
+    assert charges[-1].description == f"Monthly cap of {shown} on all charges"

@@ -139,15 +139,15 @@ def test_graduated_tiers_end_at_a_positive_whole_number(up_to, expected):
 
 TEMPLATED = {"fixed_fee": {"amount": "1"}, "tier_fee": {"fees": {"education": "1"}},
              "dedicated_uplift": {"percent": "50"}, "graduated_usage": {"tiers": TIERS}, "markup": {"percent": "10"},
-             "cap": {"amount": "10"}, "discount": {"percent": "10"}}
+             "cap": {"amount": "10"}, "discount": {"percent": "10"}, "minimum": {"amount": "10"}}
 
 
 def test_models_with_a_description_declare_its_placeholders():
     declared = {name: model_class(name).Params.placeholders for name in TEMPLATED}
     assert declared == {"fixed_fee": ("amount", "currency"), "tier_fee": ("kind",),
                         "dedicated_uplift": ("percent", "base"), "graduated_usage": ("first", "last"),
-                        "markup": ("percent", "base"), "cap": ("amount", "currency"),
-                        "discount": ("discount", "scope", "base")}
+                        "markup": ("percent", "base"), "cap": ("amount", "currency", "scope"),
+                        "discount": ("discount", "scope", "base"), "minimum": ("amount", "period", "charged")}
 
 
 @pytest.mark.parametrize("model", TEMPLATED)
