@@ -166,6 +166,7 @@ class InvoiceDocument:
     funding: Funding | None = None        # a community's document paid in part or in full by a funder
     grant: str | None = None              # a funder's document: the grant or award
     funded: tuple[FundedCommunity, ...] = ()
+    awards: tuple[AwardStanding, ...] = ()  # a funder's document: each award drawn, to date and remaining
 
     @property
     def kind(self) -> DocumentKind:
@@ -300,6 +301,30 @@ def _funded(invoice) -> tuple[FundedCommunity, ...]:
     return tuple(funded)
 
 
+@dataclass(frozen=True)
+class AwardStanding:
+    """Where an award stands once this document is paid: drawn to date (this document included), remaining."""
+
+    id: str
+    amount: Decimal
+    drawn: Decimal
+    remaining: Decimal
+
+
+def _awards(invoice) -> tuple[AwardStanding, ...]:
+    """The awards a funder's document draws on, from its grant lines (each says what remained after it)."""
+    standing: dict[str, AwardStanding] = {}
+    for line in invoice.lines:
+        details = dict(line.details)
+        if not details.get("award") or "award_remaining_after" not in details:
+            continue
+        amount, remaining = to_decimal(details["award_amount"]), to_decimal(details["award_remaining_after"])
+        known = standing.get(details["award"])
+        if known is None or remaining < known.remaining:
+            standing[details["award"]] = AwardStanding(details["award"], amount, amount - remaining, remaining)
+    return tuple(standing.values())
+
+
 def _grant(invoice) -> str | None:
     """A funder's grant: from its snapshot, else from its grant lines (oldest documents)."""
     if invoice.bill_to.get("grant"):
@@ -325,7 +350,8 @@ def document_for(invoice) -> InvoiceDocument:
         document_type=invoice.document_type,
         page_size=page_size_for(issuer.get("country"), issuer.get("page_size")),
         reason=invoice.reason, corrects=_corrects(invoice), funding=_funding(invoice),
-        grant=_grant(invoice) if funder_doc else None, funded=funded)
+        grant=_grant(invoice) if funder_doc else None, funded=funded,
+        awards=_awards(invoice) if funder_doc and invoice.document_type != "credit_note" else ())
 
 
 def _community_title(community: FundedCommunity) -> str | None:
