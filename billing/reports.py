@@ -96,7 +96,7 @@ def plot_title(org_name: str, what: str) -> str:
     return f"{org_name}: {what}".replace("$", r"\$")
 
 
-def style_monthly_axes(ax, title: str, currency: str, legend_loc: str = "upper left") -> None:
+def style_monthly_axes(ax, title: str, currency: str, legend_columns: int = 1) -> None:
     """Title, amounts with thousands separators in `currency`, slanted month labels, a plain frame."""
     from matplotlib.ticker import FuncFormatter
 
@@ -104,7 +104,7 @@ def style_monthly_axes(ax, title: str, currency: str, legend_loc: str = "upper l
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_ylabel(currency)
     ax.tick_params(axis="x", labelrotation=45)
-    ax.legend(loc=legend_loc, frameon=False)
+    ax.legend(loc="upper left", ncols=legend_columns, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
 
 
