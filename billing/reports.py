@@ -67,18 +67,62 @@ def write_revenue_csv(path: Path, rows: list[RevenueRow]) -> None:
                               r.subsidies, r.grant_funded, r.non_grant, r.total] for r in rows))
 
 
-def write_revenue_plot(path: Path, rows: list[RevenueRow], org_name: str, basis: str = "issued") -> None:
-    """Bars of monthly non-grant revenue (per currency), with grant-funded revenue stacked above."""
+# One plot style for every report: the same colors for the same things, the same axes, reproducible bytes.
+COLORS = {"community": "#1f6f8b",       # billed to communities (fees, non-grant revenue)
+          "passthrough": "#5b9db5",     # cloud cost passed through to communities
+          "grant": "#b9d7e3",           # billed to funders
+          "cost": "#c8553d"}            # cloud cost incurred
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def monthly_figure(panels: int):
+    """A figure with one full-width panel per currency; returns (figure, axes)."""
+    fig, axes = pyplot().subplots(panels, 1, figsize=(10, 4.5 * panels), squeeze=False)
+    return fig, list(axes[:, 0])
+
+
+def plot_title(org_name: str, what: str) -> str:
+    """'<org>: <what>' with any "$" escaped: "$" would start matplotlib's math text in a name such as
+    "Data $cience"."""
+    return f"{org_name}: {what}".replace("$", r"\$")
+
+
+def style_monthly_axes(ax, title: str, currency: str, legend_columns: int = 1) -> None:
+    """Title, amounts with thousands separators in `currency`, slanted month labels, a plain frame."""
     from matplotlib.ticker import FuncFormatter
 
+    ax.set_title(title)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_ylabel(currency)
+    ax.tick_params(axis="x", labelrotation=45)
+    ax.legend(loc="upper left", ncols=legend_columns, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def save_png(fig, path: Path) -> None:
+    """Write the figure atomically as a PNG whose bytes depend only on the figure (no software stamp)."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+    pyplot().close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_revenue_plot(path: Path, rows: list[RevenueRow], org_name: str, basis: str = "issued") -> None:
+    """Bars of monthly non-grant revenue (per currency), with grant-funded revenue stacked above."""
     months = sorted({r.month for r in rows})
     currencies = sorted({r.currency for r in rows}) or ["USD"]
-    fig, axes = plt.subplots(len(currencies), 1, figsize=(10, 4.5 * len(currencies)), squeeze=False)
-    for ax, currency in zip(axes[:, 0], currencies):
+    fig, axes = monthly_figure(len(currencies))
+    for ax, currency in zip(axes, currencies):
         non_grant = defaultdict(lambda: ZERO)
         grant = defaultdict(lambda: ZERO)
         for r in rows:
@@ -88,21 +132,11 @@ def write_revenue_plot(path: Path, rows: list[RevenueRow], org_name: str, basis:
         # Plotting needs floats; the figures themselves come from exact sums above.
         ng = [float(non_grant[m]) for m in months]
         gr = [float(grant[m]) for m in months]
-        ax.bar(months, ng, color="#1f6f8b", label="Non-grant revenue (billed to communities)")
-        ax.bar(months, gr, bottom=ng, color="#b9d7e3", label="Grant-funded (billed to funders)")
+        ax.bar(months, ng, color=COLORS["community"], label="Non-grant revenue (billed to communities)")
+        ax.bar(months, gr, bottom=ng, color=COLORS["grant"], label="Grant-funded (billed to funders)")
         for x, value in zip(months, ng):
             ax.annotate(f"{value:,.0f}", (x, value), ha="center", va="bottom", fontsize=8, xytext=(0, 2),
                         textcoords="offset points")
-        # "$" would start matplotlib's math text in a name such as "Data $cience".
         by = "by month issued" if basis == "issued" else "by service month"
-        ax.set_title(f"{org_name}: monthly non-grant revenue ({currency}, {by})".replace("$", r"\$"))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-        ax.set_ylabel(currency)
-        ax.tick_params(axis="x", labelrotation=45)
-        ax.legend(loc="upper left", frameon=False)
-        ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+        style_monthly_axes(ax, plot_title(org_name, f"monthly non-grant revenue ({currency}, {by})"), currency)
+    save_png(fig, path)

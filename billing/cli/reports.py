@@ -1,4 +1,4 @@
-"""billing report: revenue by month and community, from the ledger."""
+"""billing report: revenue and cost recovery by month and community, from the ledger."""
 from __future__ import annotations
 
 from billing.cli.common import load_org, common_options, preflight
@@ -6,7 +6,8 @@ from billing.cli.common import load_org, common_options, preflight
 
 def add_parsers(sub) -> None:
     report = sub.add_parser("report", parents=[common_options()],
-                            help="write out/revenue.csv, revenue-by-service-month.csv and revenue.png from the ledger")
+                            help="write out/revenue.csv, revenue-by-service-month.csv, revenue.png, recovery.csv and "
+                                 "recovery.png from the ledger")
     report.add_argument("--by", choices=("issued", "service"), default="issued",
                         help="plot revenue by the month documents were issued (default) or by service month")
     report.set_defaults(handler=cmd_report)
@@ -15,15 +16,19 @@ def add_parsers(sub) -> None:
 
 def cmd_report(args) -> int:
     from billing.pipeline import RunOptions, write_revenue_report
+    from billing.recovery import write_recovery_report
 
     preflight(args)
     org = load_org(args)
-    rows = write_revenue_report(org, RunOptions(out_dir=args.out, out_url=args.out_url, ledger_url=args.ledger),
-                                args.by)
+    opts = RunOptions(out_dir=args.out, out_url=args.out_url, ledger_url=args.ledger)
+    rows = write_revenue_report(org, opts, args.by)
     months = sorted({r.month for r in rows})
     where = args.out_url or args.out
     print(f"revenue report: {len(rows)} row(s) over {len(months)} month(s) -> {where}/revenue.csv, "
           f"{where}/revenue-by-service-month.csv, {where}/revenue.png")
+    recovery = write_recovery_report(org, opts)
+    print(f"recovery report: {len(recovery)} row(s) over {len({r.month for r in recovery})} service month(s) -> "
+          f"{where}/recovery.csv, {where}/recovery.png")
     return 0
 
 
