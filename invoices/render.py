@@ -25,6 +25,7 @@ from __future__ import annotations
 import calendar
 import ctypes
 import datetime as dt
+import logging
 import mimetypes
 import multiprocessing
 import os
@@ -55,6 +56,25 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 LAYOUT_TEMPLATE = "document.html.j2"
 # CSS page sizes by `InvoiceDocument.page_size`; nothing else reaches the stylesheet.
 PAGE_SIZE_CSS = {"a4": "A4", "letter": "letter"}
+
+
+class _QuietFontNotice(logging.Filter):
+    """WeasyPrint warns on every document that HarfBuzz-Subset is missing from the system (it then subsets fonts
+    with fontTools, as this project's reproducible PDFs expect): a notice for the machine's owner, not a problem
+    with an invoice; said once per process."""
+
+    said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "HarfBuzz-Subset" not in record.getMessage():
+            return True
+        if _QuietFontNotice.said:
+            return False
+        _QuietFontNotice.said = True
+        return True
+
+
+logging.getLogger("weasyprint").addFilter(_QuietFontNotice())
 
 
 class RenderError(BillingError):
