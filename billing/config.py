@@ -918,8 +918,9 @@ def _try_plan(i: int, c: Community, plan: PricingPlan, funders: dict, org: Organ
     busy_cloud = tuple(CloudCost(h.cluster, h.id, "compute", "direct", Decimal(1_000_000)) for h in hubs[:1])
     billed_to_funder = False
     for cloud, mau in (((), {}), (busy_cloud, {h.id: 100_000 for h in hubs[:1]})):
-        ctx = PricingContext(month=Month.parse(month), community=c,
-                             funder=funders.get(c.funder) if c.funder else None, currency=c.currency,
+        # (a funder's awards limit what it pays in a given month; the trial asks whether the plan bills it at all)
+        funder = funders[c.funder].model_copy(update={"awards": ()}) if c.funder else None
+        ctx = PricingContext(month=Month.parse(month), community=c, funder=funder, currency=c.currency,
                              cloud=cloud, mau=mau, dedicated=dedicated, prorate=plan.prorate)
         charges: list = []
         for j, spec in enumerate(plan.charges):
