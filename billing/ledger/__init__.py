@@ -21,11 +21,13 @@ from billing.ledger.record import (Event, Evidence, Expected, MonthRecord, all_f
                                    default_actor, describe_change, document, finalized_month, finalized_state,
                                    history, input_manifest, month_invoices, plan_recording, record_month, recording_month,
                                    state_changes)
+from billing.ledger.payments import Allocation, Payment, all_payments, paid_by_document
 from billing.ledger.runs import DEFAULT_LOCK_WAIT, MonthLocked, MonthRun, latest_runs, month_lock, record_run
 from billing.ledger.schema import (AdjustmentRow, Base, EventRow, EvidenceRow, InputManifestRow, InvoiceRow, LineRow,
                                    SequenceRow)
 
-__all__ = ["RecordedOneOff", "record_one_off", "recorded_one_offs",
+__all__ = ["Allocation", "Payment", "all_payments", "paid_by_document",
+           "RecordedOneOff", "record_one_off", "recorded_one_offs",
            "DEFAULT_LOCK_WAIT", "MonthLocked", "MonthRun", "latest_runs", "month_lock", "record_run",
            "DOCUMENT_TYPES", "LEDGER_ENV", "POLICIES", "STATUSES", "AdjustmentRow", "Base", "CarriedAdjustment",
            "Correction", "Event", "EventRow", "Evidence", "EvidenceRow", "Expected", "InputManifestRow", "Invoice",

@@ -35,7 +35,7 @@ from billing.ledger.record import (Evidence, Expected, Party, from_row, latest_e
                                    changed_parties, default_actor, describe_change, evidence_of_row, expected_to_json,
                                    line_to_json, link_documents, month_documents, month_state, number_for,
                                    store_evidence)
-from billing.ledger.schema import AdjustmentRow, EventRow, InvoiceRow
+from billing.ledger.schema import AdjustmentRow, AllocationRow, InvoiceRow
 from billing.money import ZERO, round_money
 from billing.months import Month
 
@@ -112,10 +112,11 @@ def _check_not_carried_yet(session: Session, number: str | None, party: Party) -
 
 
 def _check_unpaid(session: Session, number: str) -> None:
-    paid = session.scalars(select(EventRow).where(EventRow.number == number, EventRow.event == "paid")).first()
+    """A document with money applied to it is not voided (as Kill Bill and Stripe refuse)."""
+    paid = session.scalars(select(AllocationRow).where(AllocationRow.number == number)).first()
     if paid is not None:
-        raise InputError(f"{number} has a payment recorded ({paid.at:%Y-%m-%d}); a paid invoice is not voided: "
-                         "correct it with billing amend, or refund the payment first")
+        raise InputError(f"{number} has a payment applied to it ({paid.amount}, {paid.applied_at:%Y-%m-%d}); a paid "
+                         "invoice is not voided: correct it with billing amend, or refund the payment first")
 
 
 # ---- carrying a difference to the next invoice -------------------------------------------------

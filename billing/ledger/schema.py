@@ -204,3 +204,32 @@ class OneOffRow(Base):
     kind: Mapped[str] = mapped_column(String(8))                # charge or credit
     actor: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PaymentRow(Base):
+    """Money received, as the bank reported it. Imported once (its fingerprint is unique)."""
+
+    __tablename__ = "payments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_on: Mapped[dt.date] = mapped_column(Date)
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal())      # positive: received; negative: a refund sent
+    currency: Mapped[str] = mapped_column(String(3))
+    reference: Mapped[str] = mapped_column(Text)                 # the bank's text, where payers write numbers
+    payer: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)                    # the file (and row) it came from
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(128))
+
+
+class AllocationRow(Base):
+    """A payment (or part of one) applied to a document."""
+
+    __tablename__ = "payment_allocations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"), index=True)
+    number: Mapped[str] = mapped_column(String(32), index=True)   # the document it pays
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal())
+    how: Mapped[str] = mapped_column(String(16))                  # matched (by its reference) or manual
+    applied_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(128))
