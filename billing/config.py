@@ -20,7 +20,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       field_validator, model_validator)
 
 from billing.errors import ConfigError
-from billing.money import is_iso_currency, to_decimal
+from billing.money import currency_quantum, is_iso_currency, to_decimal
 from billing.months import Month
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -95,12 +95,6 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Contact(Frozen):
-    name: Text
-    email: Email | None = None
-    address: tuple[str, ...] = ()
-
-
 # Territory codes babel knows that are not countries an issuer can be in.
 _NOT_COUNTRIES = frozenset({"EU", "EZ", "UN", "QO", "XA", "XB", "ZZ"})
 
@@ -124,6 +118,44 @@ def _country_not_boolean(value: Any) -> Any:
 
 
 CountryCode = Annotated[str, BeforeValidator(_country_not_boolean), AfterValidator(_country)]
+
+
+def country_named(text: str) -> str | None:
+    """The ISO 3166 code of a country written out in English ("Brazil" -> BR, "United States" -> US), or None."""
+    from babel import Locale
+
+    wanted = text.strip().casefold()
+    return next((code for code, name in Locale("en").territories.items()
+                 if len(code) == 2 and code.isalpha() and code not in _NOT_COUNTRIES
+                 and name.casefold() == wanted), None)
+
+
+class Contact(Frozen):
+    name: Text
+    email: Email | None = None
+    address: tuple[str, ...] = ()
+    # ISO 3166 code of the address's country; e-invoices need it (else the address's last line, if a country name).
+    country: CountryCode | None = None
+
+    @property
+    def country_code(self) -> str | None:
+        """`country`, or the country the address's last line names."""
+        return self.country or (country_named(self.address[-1]) if self.address else None)
+
+
+# Electronic invoice formats a billed party can ask for (`einvoice:`): "none" (a PDF, the default) or Factur-X,
+# a PDF/A-3 carrying the invoice as EN 16931 XML (invoices/facturx.py).
+EINVOICE_FORMATS = ("none", "factur-x")
+
+
+def _einvoice_format(value: Any) -> Any:
+    if value not in EINVOICE_FORMATS:
+        raise ValueError(f"unknown e-invoice format {value!r}; known: {', '.join(EINVOICE_FORMATS)} "
+                         "(factur-x: a PDF/A-3 invoice with its EN 16931 XML embedded)")
+    return value
+
+
+EinvoiceFormat = Annotated[str, BeforeValidator(_einvoice_format)]
 
 
 def _written_as_text(value: Any) -> Any:
@@ -205,6 +237,7 @@ class Funder(Frozen):
     customer_reference: PartyText | None = None
     legal_name: PartyText | None = None
     tax_id: PartyText | None = None
+    einvoice: EinvoiceFormat = "none"       # "factur-x": its invoices carry their EN 16931 XML
 
 
 def _first_day(text: str) -> dt.date:
@@ -273,6 +306,7 @@ class Community(Frozen):
     customer_reference: PartyText | None = None
     legal_name: PartyText | None = None     # the legal entity invoiced, when not the community's own name
     tax_id: PartyText | None = None         # the customer's tax / VAT id
+    einvoice: EinvoiceFormat = "none"       # "factur-x": its invoices carry their EN 16931 XML
 
     @model_validator(mode="after")
     def _active_in_order(self) -> "Community":
@@ -858,6 +892,7 @@ def _cross_reference_problems(org: Organization):
                 yield (f"{where}.tag_value: {h.match_value!r} is one of cluster {cl.id!r}'s overhead_tag_values "
                        f"{list(cl.overhead_tag_values)}: its cost would be counted as the cluster's overhead, "
                        "not as this hub's")
+    yield from _einvoice_problems(org)
     if org.ledger_url is not None and not _opens_as_database(org.ledger_url):
         yield ("ledger_url: not a database URL that SQLAlchemy can open, e.g. postgresql+psycopg://user@host/db "
                "(the value is not shown: it may hold a password)")
@@ -868,6 +903,34 @@ def _cross_reference_problems(org: Organization):
             yield (f"exchange_rates[{i}]: a second rate from {r.source} to {r.target} for {r.month} "
                    f"(the first is exchange_rates[{first_rate[key]}]); give one")
         first_rate.setdefault(key, i)
+
+
+def _einvoice_problems(org: Organization):
+    """What a Factur-X (EN 16931) invoice must state and the configuration does not give, per party asking for one."""
+    parties = [("communities", i, p) for i, p in enumerate(org.communities)]
+    parties += [("funders", i, p) for i, p in enumerate(org.funders)]
+    asked = [(kind, i, p) for kind, i, p in parties if p.einvoice == "factur-x"]
+    if not asked:
+        return
+    first = f"{asked[0][0]}[{asked[0][1]}] ({asked[0][2].id})"
+    if org.issuer.country is None:
+        yield (f"issuer.country: {first} has einvoice: factur-x, which states the seller's country (EN 16931 BT-40); "
+               "give the issuer's ISO 3166 country code, e.g. US")
+    sponsor = org.issuer.fiscal_sponsor
+    if not (sponsor.tax_id if sponsor else org.issuer.tax_id):
+        where = "issuer.fiscal_sponsor.tax_id" if sponsor else "issuer.tax_id"
+        yield (f"{where}: {first} has einvoice: factur-x, which identifies the seller by its tax or registration id "
+               "(EN 16931 BR-CO-26); give it")
+    for kind, i, p in asked:
+        where = f"{kind}[{i}] ({p.id})"
+        if p.billing_contact.country_code is None:
+            last = f" (its last line {p.billing_contact.address[-1]!r} is not a country name)" \
+                if p.billing_contact.address else ""
+            yield (f"{where}.billing_contact.country: einvoice: factur-x states the buyer's country (EN 16931 BT-55); "
+                   f"give its ISO 3166 code, e.g. DE, or end the address with the country's English name{last}")
+        if currency_quantum(p.currency) < Decimal("0.01"):
+            yield (f"{where}.einvoice: factur-x states amounts with at most 2 decimals (EN 16931), but {p.currency} "
+                   "has 3; use einvoice: none for this party")
 
 
 def _opens_as_database(url: str) -> bool:

@@ -57,6 +57,8 @@ class Party:
     tax_id: str | None = None
     purchase_order: str | None = None
     customer_reference: str | None = None
+    country: str | None = None            # ISO 3166 code, when known
+    einvoice: str | None = None           # "factur-x": the party's documents carry their EN 16931 XML
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Issuer:
     tax_id: str | None = None
     payment_instructions: tuple[str, ...] = ()
     fiscal_sponsor: FiscalSponsor | None = None
+    country: str | None = None            # ISO 3166 code: the seller's country (the fiscal sponsor's too)
 
     @property
     def seller_tax_id(self) -> str | None:
@@ -250,14 +253,14 @@ def _issuer(data: dict) -> Issuer:
     return Issuer(data["name"], tuple(data.get("address") or ()), data.get("email"), data.get("website"),
                   data.get("tax_id"), tuple(data.get("payment_instructions") or ()),
                   FiscalSponsor(sponsor["name"], tuple(sponsor.get("address") or ()), sponsor.get("tax_id"))
-                  if sponsor else None)
+                  if sponsor else None, data.get("country"))
 
 
 def _party(data: dict) -> Party:
     return Party(data["id"], data.get("display_name") or data["name"], data.get("email"),
                  tuple(data.get("address") or ()), data.get("name") if data.get("display_name") else None,
                  data.get("legal_name"), data.get("tax_id"), data.get("purchase_order"),
-                 data.get("customer_reference"))
+                 data.get("customer_reference"), data.get("country"), data.get("einvoice"))
 
 
 def _corrects(invoice) -> DocumentRef | None:

@@ -50,6 +50,7 @@ from billing.documents import DOCUMENT_KINDS, PAGE_SIZES, DocumentLine, InvoiceD
 from billing.errors import BillingError
 from billing.fileio import atomic_write_bytes
 from billing.money import currency_quantum, format_percent
+from invoices import facturx
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 # Each document type has its own template (`billing.documents.DOCUMENT_KINDS`), all extending this layout.
@@ -360,12 +361,14 @@ def _font_timestamp(source_date: dt.date | None):
                 os.environ["SOURCE_DATE_EPOCH"] = saved
 
 
-def html_to_pdf_bytes(html: str, fetcher=None, source_date: dt.date | None = None) -> bytes:
+def html_to_pdf_bytes(html: str, fetcher=None, source_date: dt.date | None = None,
+                      pdf_variant: str | None = None) -> bytes:
     """Lay out `html` (base URL: the templates folder) with the template-only fetcher.
 
     A refused URL raises `RenderError` naming it; nothing outside the
     templates folder is ever read. `source_date` pins the embedded fonts'
-    timestamps so the same HTML gives the same bytes.
+    timestamps so the same HTML gives the same bytes. `pdf_variant`: one of
+    WeasyPrint's, e.g. "pdf/a-3b" for a Factur-X invoice.
     """
     weasyprint, urls = _weasyprint()
     if fetcher is None:
@@ -373,18 +376,26 @@ def html_to_pdf_bytes(html: str, fetcher=None, source_date: dt.date | None = Non
     try:
         with _font_timestamp(source_date):
             document = weasyprint.HTML(string=html, base_url=str(TEMPLATES_DIR) + os.sep, url_fetcher=fetcher)
-            return document.write_pdf()
+            return document.write_pdf(**({"pdf_variant": pdf_variant} if pdf_variant else {}))
     except urls.FatalURLFetchingError as exc:  # a BaseException in WeasyPrint: turn it into an error
         cause = exc.__cause__ or exc
         raise RenderError(f"refused to load a resource while rendering: {cause}") from exc
 
 
 def render_pdf(doc: InvoiceDocument, path: Path, locale: str = "en_US") -> None:
-    """Render `doc` to a PDF at `path`, atomically (a crash leaves the old file or the new one)."""
+    """Render `doc` to a PDF at `path`, atomically (a crash leaves the old file or the new one).
+
+    A party with `einvoice: factur-x` gets its issued invoices and credit
+    notes as Factur-X: PDF/A-3b with the EN 16931 XML inside (`invoices.facturx`).
+    """
     html = render_html(doc, locale)
+    einvoice = facturx.applies(doc)
     try:
-        data = html_to_pdf_bytes(html, source_date=doc.issue_date)
-    except RenderError as exc:
+        data = html_to_pdf_bytes(html, source_date=doc.issue_date,
+                                 pdf_variant=facturx.PDF_VARIANT if einvoice else None)
+        if einvoice:
+            data = facturx.embed(doc, data, lang=locale.replace("_", "-"))
+    except (RenderError, facturx.FacturXError) as exc:
         raise RenderError(f"{invoice_label(doc)}: {exc}") from exc
     atomic_write_bytes(Path(path), data)
 

@@ -105,10 +105,20 @@ PARTY_FIELDS = ("legal_name", "tax_id", "purchase_order", "customer_reference", 
 
 
 def bill_to_of(entity) -> dict:
-    """What the document says about the billed party, as it stands at finalization (kept with the document)."""
-    contact = entity.billing_contact.model_dump(mode="json")
-    return {"id": entity.id, **contact, "address": list(contact.get("address") or ()), "display_name": entity.name,
-            **{f: getattr(entity, f) for f in PARTY_FIELDS if getattr(entity, f, None) is not None}}
+    """What the document says about the billed party, as it stands at finalization (kept with the document).
+
+    A party that asked for e-invoices also keeps the format and its country (which the e-invoice states), so the
+    document can be produced again from the ledger alone.
+    """
+    contact = entity.billing_contact.model_dump(mode="json", exclude={"country"})
+    party = {"id": entity.id, **contact, "address": list(contact.get("address") or ()), "display_name": entity.name,
+             **{f: getattr(entity, f) for f in PARTY_FIELDS if getattr(entity, f, None) is not None}}
+    if entity.einvoice != "none":
+        party["einvoice"] = entity.einvoice
+    country = entity.billing_contact.country if entity.einvoice == "none" else entity.billing_contact.country_code
+    if country:
+        party["country"] = country
+    return party
 
 
 @dataclass(frozen=True)
