@@ -205,7 +205,7 @@ GRANT = "global-communities-grant"
 # What some customers' accounts-payable offices need on an invoice (purchase order, legal name, ...).
 ACCOUNTS_PAYABLE = {
     "lakeshore": {"legal_name": "Board of Regents of Lakeshore State University", "purchase_order": "4500123456",
-                  "customer_reference": "Dept. of Statistics, project 22-117"},
+                  "customer_reference": "Dept. of Statistics, project 22-117", "einvoice": "factur-x"},
     "cvu": {"purchase_order": "CVU-PO-22-0381"},
 }
 
