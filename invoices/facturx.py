@@ -115,18 +115,17 @@ class _Amounts:
         return format((amount * self.sign).quantize(self.quantum), "f")
 
 
-def _line_quantity(line: DocumentLine, sign: int, amount: Decimal,
-                   quantum: Decimal) -> tuple[Decimal, str, Decimal, Decimal]:
-    """(billed quantity, unit code, net price, price base quantity) that give `amount`, the line's amount as
-    stated (times `sign`: -1 on a credit note, which states the quantities of the invoice it credits)."""
+def _line_quantity(line: DocumentLine, amount: Decimal, quantum: Decimal) -> tuple[Decimal, str, Decimal, Decimal]:
+    """(billed quantity, unit code, net price, price base quantity) that give `amount`, the line's amount as the
+    XML states it (on a credit note, the opposite of the ledger's)."""
     q, price, unit = line.quantity, line.unit_price, (line.unit or "").strip().lower()
     if q is not None and price is not None and q != 0:
-        q = q * sign
         base = Decimal(100) if unit == "%" else Decimal(1)
         if price < 0:                              # a price is never negative: the quantity carries the sign
             q, price = -q, -price
-        if (q * price / base).quantize(quantum, ROUND_HALF_UP) == amount:
-            return q, UNIT_CODES.get(unit, ONE), price, base
+        for billed in (q, -q):
+            if (billed * price / base).quantize(quantum, ROUND_HALF_UP) == amount:
+                return billed, UNIT_CODES.get(unit, ONE), price, base
     return (Decimal(1) if amount >= 0 else Decimal(-1)), ONE, abs(amount), Decimal(1)
 
 
@@ -204,7 +203,7 @@ def _line_item(transaction, number: int, line: DocumentLine, amounts: _Amounts) 
             _el(characteristic, "ram:Description", label)
             _el(characteristic, "ram:Value", value)
     stated = Decimal(amounts(line.amount))
-    quantity, unit_code, price, base = _line_quantity(line, amounts.sign, stated, amounts.quantum)
+    quantity, unit_code, price, base = _line_quantity(line, stated, amounts.quantum)
     price_el = _el(_el(item, "ram:SpecifiedLineTradeAgreement"), "ram:NetPriceProductTradePrice")
     _el(price_el, "ram:ChargeAmount", _number(price))
     if base != 1:

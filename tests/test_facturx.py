@@ -19,7 +19,7 @@ from lxml import etree
 from pypdf import PdfReader
 
 from billing.config import parse_organization
-from billing.documents import document_for
+from billing.documents import DocumentLine, document_for
 from billing.errors import ConfigError
 from billing.ledger import build_invoices
 from billing.pricing import price_community
@@ -114,6 +114,28 @@ def test_each_line_states_a_quantity_and_price_that_give_its_amount(ledger_docs)
             assert (quantity * price / D(base[0] if base else 1)).quantize(D("0.01")) == total
 
 
+def test_quantities_units_and_percentages_are_kept_when_they_give_the_amount(ledger_docs):
+    doc = document_for(ledger_docs["invoice"])
+    lines = (DocumentLine("Fees", "Uplift", D("100.00"), quantity=D("12.5"), unit="%", unit_price=D("800")),
+             DocumentLine("Cloud", "Home storage", D("210.40"), quantity=D("1052"), unit="GB-month",
+                          unit_price=D("0.2")),
+             DocumentLine("Fees", "Prorated fee", D("333.33"), quantity=D("10"), unit="days",
+                          unit_price=D("33.3333")),
+             DocumentLine("Credits", "Goodwill credit", D("-50.00"), quantity=D("1"), unit="month",
+                          unit_price=D("-50.00")))
+    doc = dataclasses.replace(doc, lines=lines, subtotal=D("593.73"), total=D("593.73"))
+    xml = fx.cii_xml(doc)
+    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931") is True
+    stated = [(one(i, ".//ram:BilledQuantity"), i.xpath(".//ram:BilledQuantity/@unitCode", namespaces=NS)[0],
+               one(i, ".//ram:ChargeAmount"),
+               (i.xpath(".//ram:BasisQuantity/text()", namespaces=NS) or [None])[0])
+              for i in etree.fromstring(xml).xpath("//ram:IncludedSupplyChainTradeLineItem", namespaces=NS)]
+    assert stated == [("12.5", "P1", "800", "100"),        # 12.5 % of 800 per 100 %
+                      ("1052", "C62", "0.2", None),        # a unit with no UN/ECE code is counted in "one"
+                      ("10", "DAY", "33.3333", None),
+                      ("-1", "MON", "50", None)]           # the sign on the quantity, never on the price
+
+
 def test_a_grant_line_is_a_negative_line_with_a_positive_price(ledger_docs):
     invoice = ledger_docs["funded"]
     [grant] = [l for l in invoice.lines if l.kind == "subsidy"]
@@ -160,6 +182,9 @@ def test_a_credit_note_is_type_381_and_names_the_invoice_it_credits(ledger_docs)
     assert one(root, "//ram:InvoiceReferencedDocument/ram:FormattedIssueDateTime/qdt:DateTimeString") \
         == original.issue_date.strftime("%Y%m%d")
     assert amount(root, TOTALS + "ram:GrandTotalAmount") == original.total > 0
+    first = root.xpath("//ram:IncludedSupplyChainTradeLineItem", namespaces=NS)[0]     # the fee: 1 month at its price
+    assert one(first, ".//ram:BilledQuantity") == "1" and one(first, ".//ram:LineTotalAmount") == "1000.00"
+    assert first.xpath(".//ram:BilledQuantity/@unitCode", namespaces=NS) == ["MON"]
     assert "wrong tier" in " ".join(root.xpath("//rsm:ExchangedDocument/ram:IncludedNote/ram:Content/text()",
                                                namespaces=NS))
 
