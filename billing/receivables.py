@@ -225,26 +225,26 @@ class AccountStatement:
 
 def _movements(documents: list[AccountDocument], payments: list[Payment], party: tuple[str, str],
                currency: str) -> list[tuple]:
-    """Everything that moved the party's balance in `currency`: (date, order, kind, reference, text, amount, due,
-    note), in date order, documents before payments of the same day."""
+    """Everything that moved the party's balance in `currency`: (date, order, sequence, kind, reference, text,
+    amount, due, note), by date; on one day, documents (as issued) before payments (as recorded)."""
     mine = {d.number: d for d in documents if (d.party_kind, d.party_id) == party and d.currency == currency}
     moves = []
-    for d in mine.values():
+    for seq, d in enumerate(mine.values()):      # documents in the order they were issued
         if d.total == 0:       # a statement with nothing due, or a document of nothing: no movement
             continue
         if d.document_type == "credit_note":
             text = f"Credit note for {d.corrects}" if d.corrects else "Credit note"
         else:
             text = f"Invoice for {_month_label(d.month)}" + (f" (replaces {d.corrects})" if d.corrects else "")
-        moves.append((d.issue_date, 0, d.document_type, d.number, text, d.total,
+        moves.append((d.issue_date, 0, seq, d.document_type, d.number, text, d.total,
                       d.due_date if d.document_type == "invoice" else None, None))
     for p in payments:
         applied = [a for a in p.allocations if a.number in mine]
         if applied:
             numbers = ", ".join(dict.fromkeys(a.number for a in applied))
-            moves.append((p.received_on, 1, "payment", numbers, "Payment received",
+            moves.append((p.received_on, 1, p.id, "payment", numbers, "Payment received",
                           -sum((a.amount for a in applied), ZERO), None, p.reference))
-    return sorted(moves, key=lambda m: (m[0], m[1], m[3]))
+    return sorted(moves, key=lambda m: m[:3])
 
 
 def _month_label(month: str) -> str:
@@ -266,7 +266,7 @@ def account_statement(documents: list[AccountDocument], payments: list[Payment],
     open for the party on `end` (credits included).
     """
     opening, entries, balance = ZERO, [], ZERO
-    for date, _, kind, ref, text, amount, due, note in _movements(documents, payments, party, currency):
+    for date, _, _, kind, ref, text, amount, due, note in _movements(documents, payments, party, currency):
         if date > end:
             break
         balance += amount
