@@ -66,8 +66,9 @@ def cmd_receivables(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_receivables_csv(args.out / "receivables.csv", rows)
     open_rows = [r for r in rows if r.open != 0]
-    print(f"receivables on {as_of}: {len(open_rows)} open document(s) of "
-          f"{len({r.document.party for r in open_rows})} part(y/ies) -> {args.out_url or args.out}/receivables.csv")
+    parties = len({r.document.party for r in open_rows})
+    print(f"receivables on {as_of}: {len(open_rows)} open document(s) of {parties} "
+          f"{'party' if parties == 1 else 'parties'} -> {args.out_url or args.out}/receivables.csv")
     totals = aging_totals(open_rows)
     columns = ("currency", *BUCKETS, CREDIT, "total")
     table = [list(columns)] + [[currency, *(format_amount(per[c], currency) for c in columns[1:])]
@@ -102,6 +103,7 @@ def party_of(org, text: str) -> tuple[str, str]:
 def cmd_statement(args) -> int:
     from billing.documents import statement_of_account
     from billing.ledger.invoices import bill_to_of
+    from billing.money import format_money
     from billing.receivables import account_statement, party_currencies
     from invoices.render import render_statement_pdf
 
@@ -127,7 +129,9 @@ def cmd_statement(args) -> int:
         doc = statement_of_account(statement, org.issuer.model_dump(mode="json"), bill_to_of(entity))
         name = f"{party[1]}-{last}" + (f"-{currency}" if len(currencies) > 1 else "") + ".pdf"
         render_statement_pdf(doc, folder / name)
-        print(f"{party[0]} {party[1]}, {start} to {end} ({currency}): opening {statement.opening}, invoiced "
-              f"{statement.invoiced}, credit notes {statement.credited}, received {statement.received}, closing "
-              f"{statement.closing} -> {args.out_url or args.out}/statements/{name}")
+        money = lambda amount: format_money(amount, currency)  # noqa: E731
+        print(f"{party[0]} {party[1]}, {start} to {end} ({currency}): opening {money(statement.opening)}, invoiced "
+              f"{money(statement.invoiced)}, credit notes {money(statement.credited)}, received "
+              f"{money(statement.received)}, closing {money(statement.closing)} -> "
+              f"{args.out_url or args.out}/statements/{name}")
     return 0
