@@ -383,7 +383,8 @@ def render_statement_html(doc: StatementOfAccount, locale: str = "en_US") -> str
         period_range=format_interval(doc.period_start, doc.period_end, "yMMMd", locale=locale),
         seller_address=doc.issuer.fiscal_sponsor.address if doc.issuer.fiscal_sponsor and
         doc.issuer.fiscal_sponsor.address else doc.issuer.address,
-        currency_name=get_currency_name(doc.currency, locale=locale), bucket_labels=BUCKET_LABELS, overdue=overdue)
+        currency_name=get_currency_name(doc.currency, locale=locale), bucket_labels=BUCKET_LABELS, overdue=overdue,
+        credit=dict(doc.aging).get("credit", Decimal(0)))
 
 
 def render_statement_pdf(doc: StatementOfAccount, path: Path, locale: str = "en_US") -> None:

@@ -144,3 +144,35 @@ def test_an_unknown_party_is_an_input_error(tmp_path, party, message, capsys):
     assert main(["statement", "--party", party, "--org", str(write_org_yaml(tmp_path)), "--out",
                  str(tmp_path / "out"), "--ledger", url]) == 2
     assert message in capsys.readouterr().err
+
+
+def printable(opening="0.00", rows=(("100.00", None, "100.00"),), closing="100.00", aging=None):
+    from billing.documents import AccountRow, Issuer, Party, StatementOfAccount
+
+    account_rows = tuple(AccountRow(dt.date(2022, 3, i + 1), "invoice", f"T-2022-000{i + 1}", "Invoice",
+                                    D(c) if c else None, D(p) if p else None, D(b)) for i, (c, p, b) in enumerate(rows))
+    charges = sum((D(c) for c, _, _ in rows if c), D(0))
+    received = sum((D(p) for _, p, _ in rows if p), D(0))
+    return StatementOfAccount(Issuer("Test Hubs Inc."), Party("alpha", "Alpha <University>"), "USD",
+                              dt.date(2022, 3, 31), dt.date(2022, 3, 1), dt.date(2022, 3, 31), D(opening),
+                              account_rows, D(closing), charges, D(0), received,
+                              tuple((aging or {"current": D(closing), "total": D(closing)}).items()))
+
+
+def test_an_overdue_balance_with_a_credit_says_both():
+    from invoices.render import render_statement_html
+
+    doc = printable(rows=(("1000.00", None, "1000.00"), (None, "1100.00", "-100.00"), ("938.70", None, "838.70")),
+                    closing="838.70", aging={"90+": D("938.70"), "credit": D("-100.00"), "total": D("838.70")})
+    html = render_statement_html(doc)
+    assert "$938.70 overdue, less your credit of $100.00, on March 31, 2022" in html
+    assert "Alpha &lt;University&gt;" in html
+
+
+def test_a_statement_whose_figures_do_not_add_up_is_refused():
+    from invoices.render import RenderError, render_statement_html
+
+    with pytest.raises(RenderError, match="the balance after T-2022-0001 .* is 90.00, but the rows add up to 100.00"):
+        render_statement_html(printable(rows=(("100.00", None, "90.00"),), closing="90.00"))
+    with pytest.raises(RenderError, match="is not a whole number of USD 0.01"):
+        render_statement_html(printable(rows=(("100.005", None, "100.005"),), closing="100.005"))
