@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from accounts_helpers import (FEB, JAN, amend_alpha, disposing, invoiced_ledger, void, write_bank_csv,
+from accounts_helpers import (JAN, amend_alpha, disposing, invoiced_ledger, void, write_bank_csv,
                               write_org_yaml)
 from billing import ledger
 from billing.cli import main

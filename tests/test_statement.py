@@ -6,7 +6,7 @@ from decimal import Decimal as D
 import pytest
 from pypdf import PdfReader
 
-from accounts_helpers import (FEB, JAN, amend_alpha, disposing, invoiced_ledger, record, write_bank_csv,
+from accounts_helpers import (JAN, amend_alpha, disposing, invoiced_ledger, record, write_bank_csv,
                               write_org_yaml)
 from billing import ledger
 from billing.cli import main

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from billing.cli.common import common_options, load_org, parse_month
+from billing.cli.common import check_output_folder, common_options, load_org, parse_month
 from billing.errors import InputError
 
 
@@ -39,6 +39,7 @@ def _engine(args, org):
     from billing import ledger as ledger_mod
     from billing.fileio import mirror_outputs
 
+    check_output_folder(args.out)
     if args.out_url:
         mirror_outputs(args.out, args.out_url)
     return ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(args.out), args.ledger))

@@ -5,8 +5,7 @@ import argparse
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from billing.cli.common import common_options, load_org
-from billing.errors import InputError
+from billing.cli.common import check_output_folder, common_options, load_org
 
 
 def add_parsers(sub) -> None:
@@ -51,6 +50,7 @@ def _ledger(args, org):
     from billing import ledger as ledger_mod
     from billing.fileio import mirror_outputs
 
+    check_output_folder(args.out)
     if args.out_url:
         mirror_outputs(args.out, args.out_url)
     return ledger_mod.open_ledger(ledger_mod.ledger_url(org, str(args.out), args.ledger))
