@@ -692,6 +692,62 @@ def _notifications_need_smtp(notifications: Notifications | None, info: Validati
     return notifications
 
 
+def _strftime_date_format(fmt: str) -> str:
+    """A date format for `datetime.strptime` that reads a day: it must name the year, the month and the day."""
+    if not all(code in fmt for code in ("%d",)) or not any(c in fmt for c in ("%Y", "%y")) \
+            or not any(c in fmt for c in ("%m", "%b", "%B")):
+        raise ValueError(f"{fmt!r} is not a date format with a day, a month and a year, e.g. \"%d.%m.%Y\" or "
+                         "\"%Y-%m-%d\"")
+    return fmt
+
+
+class BankMapping(Frozen):
+    """How one bank's CSV export names its columns and writes dates and amounts (`billing payments import
+    --mapping NAME`). `reference` may be a list of columns (joined with a space); a bank whose export has no
+    currency column gives the account's currency as `account_currency` instead of `currency`."""
+
+    date: Text = "date"
+    amount: Text = "amount"
+    currency: Text | None = None
+    account_currency: CurrencyCode | None = None
+    reference: Text | tuple[Text, ...] = "reference"
+    payer: Text | None = None
+    date_format: Annotated[str, AfterValidator(_strftime_date_format)] = "%Y-%m-%d"
+    decimal_separator: Literal[".", ","] = "."
+    thousands_separator: Literal["", ",", ".", " ", "'"] = ""
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    encoding: Text = "utf-8-sig"
+    skip_lines: int = Field(default=0, ge=0, le=100, strict=True)   # lines above the header (account details)
+
+    @model_validator(mode="after")
+    def _one_currency_source(self) -> "BankMapping":
+        if (self.currency is None) == (self.account_currency is None):
+            raise ValueError("give either currency (the column with each row's currency) or account_currency (the "
+                             "one currency of an export without such a column), not both or neither")
+        if self.thousands_separator == self.decimal_separator:
+            raise ValueError(f"thousands_separator and decimal_separator are both {self.decimal_separator!r}")
+        return self
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, name: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            raise ValueError(f"{name!r} is not a text encoding Python knows, e.g. utf-8, latin-1, cp1252") from None
+        return name
+
+    @property
+    def reference_columns(self) -> tuple[str, ...]:
+        return (self.reference,) if isinstance(self.reference, str) else tuple(self.reference)
+
+
+# Without --mapping: the columns date, amount, currency, reference and (optional) payer, ISO dates, "." decimals.
+DEFAULT_BANK_MAPPING = BankMapping(currency="currency", payer="payer")
+
+
 class Organization(Frozen):
     name: Text
     # Names the organization in deployments, artifacts and locks (default: a slug of the name).
@@ -711,6 +767,8 @@ class Organization(Frozen):
     out_dir: str | None = None
     # One-off charges and credits (a setup fee, a goodwill credit), each on its own line of a party's invoice.
     one_offs: tuple[OneOff, ...] = ()
+    # Bank exports `billing payments import --mapping NAME` reads: their column names, date and number formats.
+    bank_mappings: dict[Identifier, BankMapping] = Field(default_factory=dict)
     # A month is finalized only this many days after it ends (a source may say more); earlier runs give drafts.
     close_after_days: CloseAfterDays = 5
     # A community's month that totals 0.00 (fully grant-funded) gets a statement that nothing is due, or no document.

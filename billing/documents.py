@@ -371,3 +371,57 @@ def _document_line(line, currency: str, titles: dict[str, str], funder_doc: bool
                         cluster=line.cluster, component=line.component,
                         note=_line_note(line, titles),
                         fees_part=split[0] if split else None, cloud_part=split[1] if split else None)
+
+
+# ---- statements of account -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    """A dated row of a statement of account: a charge (an invoice) or a payment or credit, and the balance."""
+
+    date: dt.date
+    kind: str                      # invoice, credit_note or payment
+    reference: str                 # a document number, or the payment's reference as the bank gave it
+    description: str
+    charge: Decimal | None         # what an invoice adds
+    credit: Decimal | None         # what a payment or a credit note takes off (positive)
+    balance: Decimal
+    due_date: dt.date | None = None
+    note: str | None = None        # a payment: the reference the payer gave the bank
+
+
+@dataclass(frozen=True)
+class StatementOfAccount:
+    """A party's account in one currency over a period, as printed (template statement_of_account.html.j2)."""
+
+    issuer: Issuer
+    bill_to: Party
+    currency: str
+    issue_date: dt.date            # the statement's date: the last day it covers
+    period_start: dt.date
+    period_end: dt.date
+    opening: Decimal
+    rows: tuple[AccountRow, ...]
+    closing: Decimal
+    invoiced: Decimal
+    credited: Decimal              # credit notes (positive: what they take off)
+    received: Decimal
+    aging: tuple[tuple[str, Decimal], ...]      # (bucket, open amount) on the statement's date
+    page_size: str = "a4"
+    document_type: str = "statement_of_account"
+    template: str = "statement_of_account.html.j2"
+
+
+def statement_of_account(statement, issuer: dict, bill_to: dict) -> StatementOfAccount:
+    """The printable form of a `billing.receivables.AccountStatement`; `issuer` and `bill_to` as the
+    configuration gives them now (`Issuer.model_dump`, `billing.ledger.invoices.bill_to_of`)."""
+    rows = tuple(AccountRow(e.date, e.kind, e.reference, e.description, e.amount if e.amount > 0 else None,
+                            -e.amount if e.amount <= 0 else None, e.balance, e.due_date, e.note)
+                 for e in statement.entries)
+    return StatementOfAccount(
+        issuer=_issuer(issuer), bill_to=_party(bill_to), currency=statement.currency, issue_date=statement.end,
+        period_start=statement.start, period_end=statement.end, opening=statement.opening, rows=rows,
+        closing=statement.closing, invoiced=statement.invoiced, credited=-statement.credited,
+        received=statement.received, aging=tuple(statement.aging.items()),
+        page_size=page_size_for(issuer.get("country"), issuer.get("page_size")))

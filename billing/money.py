@@ -74,6 +74,11 @@ def format_money(amount: Decimal, currency: str, locale: str = LOCALE) -> str:
     return format_currency(amount, currency, locale=locale)
 
 
+def format_amount(amount: Decimal, currency: str, locale: str = LOCALE) -> str:
+    """An amount without its currency sign, for tables headed by the currency: 3,000.00, 1,200 (JPY)."""
+    return format_currency(amount, currency, format="#,##0.00;-#,##0.00", currency_digits=True, locale=locale)
+
+
 def format_percent(value: Decimal, locale: str = LOCALE) -> str:
     """A percentage as people write it: 50%, 12.5% (exactly, without a space before the sign)."""
     return f"{format_decimal(value.normalize(), locale=locale, decimal_quantization=False)}%"

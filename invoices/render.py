@@ -4,6 +4,7 @@ Public API (what the pipeline calls):
 
 - `render_html(doc, locale)` -> the invoice as an HTML string;
 - `render_pdf(doc, path, locale)` -> writes the PDF atomically;
+- `render_statement_pdf(statement, path, locale)` -> a statement of account;
 - `render_many(jobs, workers, locale)` -> many PDFs in parallel processes;
   the worker processes end with the run, even if it is killed (SIGKILL),
   and a worker that crashes fails only the invoice it was rendering.
@@ -46,7 +47,7 @@ from babel.dates import format_date, format_interval
 from babel.numbers import format_currency, format_decimal, get_currency_name, is_currency
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 
-from billing.documents import DOCUMENT_KINDS, PAGE_SIZES, DocumentLine, InvoiceDocument
+from billing.documents import DOCUMENT_KINDS, PAGE_SIZES, DocumentLine, InvoiceDocument, StatementOfAccount
 from billing.errors import BillingError
 from billing.fileio import atomic_write_bytes
 from billing.money import currency_quantum, format_percent
@@ -196,6 +197,12 @@ def _date(ctx, value: dt.date) -> str:
     return format_date(value, format="long", locale=_locale(ctx))
 
 
+@pass_context
+def _short_date(ctx, value: dt.date) -> str:
+    """A date in a table column: Feb 5, 2022."""
+    return format_date(value, format="medium", locale=_locale(ctx))
+
+
 def _build_env() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
@@ -205,7 +212,8 @@ def _build_env() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(money=_money, unit_price=_unit_price, quantity=_quantity, percent=_percent, date=_date)
+    env.filters.update(money=_money, unit_price=_unit_price, quantity=_quantity, percent=_percent, date=_date,
+                       short_date=_short_date)
     return env
 
 
@@ -326,6 +334,68 @@ def render_html(doc: InvoiceDocument, locale: str = "en_US") -> str:
     """The document as a self-contained HTML page (its CSS and logo are relative to the templates folder)."""
     _check_document(doc, locale)
     return _ENV.get_template(doc.kind.template).render(**_context(doc, locale))
+
+
+# ---- statements of account -------------------------------------------------------------------
+
+# How the aging table of a statement of account heads its columns (`billing.receivables.BUCKETS`).
+BUCKET_LABELS = {"current": "Not yet due", "1-30": "1\u201330 days", "31-60": "31\u201360 days",
+                 "61-90": "61\u201390 days", "90+": "Over 90 days", "credit": "Credits", "total": "Total"}
+
+
+def _statement_label(doc: StatementOfAccount) -> str:
+    return f"statement of account of {doc.bill_to.id} ({doc.currency}) to {doc.period_end}"
+
+
+def _check_statement(doc: StatementOfAccount, locale: str) -> None:
+    """Refuse a statement whose figures do not add up, or are not whole minor units of its currency."""
+    label = _statement_label(doc)
+    try:
+        Locale.parse(locale)
+    except (UnknownLocaleError, ValueError, TypeError) as exc:
+        raise RenderError(f"{label}: unknown locale {locale!r}") from exc
+    if not is_currency(doc.currency) or doc.page_size not in PAGE_SIZES:
+        raise RenderError(f"{label}: unknown currency {doc.currency!r} or page size {doc.page_size!r}")
+    quantum = currency_quantum(doc.currency)
+    amounts = [doc.opening, doc.closing, doc.invoiced, doc.credited, doc.received, *(a for _, a in doc.aging)]
+    amounts += [a for r in doc.rows for a in (r.charge, r.credit, r.balance) if a is not None]
+    for amount in amounts:
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount % quantum != 0:
+            raise RenderError(f"{label}: {amount!r} is not a whole number of {doc.currency} {quantum}")
+    balance = doc.opening
+    for row in doc.rows:
+        balance += (row.charge or 0) - (row.credit or 0)
+        if balance != row.balance:
+            raise RenderError(f"{label}: the balance after {row.reference} ({row.date}) is {row.balance}, but the "
+                              f"rows add up to {balance}")
+    if balance != doc.closing or doc.opening + doc.invoiced - doc.credited - doc.received != doc.closing:
+        raise RenderError(f"{label}: opening {doc.opening} + invoiced {doc.invoiced} - credited {doc.credited} - "
+                          f"received {doc.received} is not the closing balance {doc.closing}")
+
+
+def render_statement_html(doc: StatementOfAccount, locale: str = "en_US") -> str:
+    """A statement of account as a self-contained HTML page (template statement_of_account.html.j2)."""
+    _check_statement(doc, locale)
+    title = f"Statement of account \u2014 {doc.bill_to.name} \u2014 {format_date(doc.issue_date, 'long', locale=locale)}"
+    overdue = sum((a for b, a in doc.aging if b not in ("current", "credit", "total")), Decimal(0))
+    return _ENV.get_template(doc.template).render(
+        doc=doc, issuer=doc.issuer, bill_to=doc.bill_to, locale=locale, lang=locale.replace("_", "-"), title=title,
+        footer_ref=f"Statement of account, {doc.bill_to.name}", page_size_css=PAGE_SIZE_CSS[doc.page_size],
+        period_range=format_interval(doc.period_start, doc.period_end, "yMMMd", locale=locale),
+        seller_address=doc.issuer.fiscal_sponsor.address if doc.issuer.fiscal_sponsor and
+        doc.issuer.fiscal_sponsor.address else doc.issuer.address,
+        currency_name=get_currency_name(doc.currency, locale=locale), bucket_labels=BUCKET_LABELS, overdue=overdue,
+        credit=dict(doc.aging).get("credit", Decimal(0)))
+
+
+def render_statement_pdf(doc: StatementOfAccount, path: Path, locale: str = "en_US") -> None:
+    """Render a statement of account to a PDF at `path`, atomically, through the template-only fetcher."""
+    html = render_statement_html(doc, locale)
+    try:
+        data = html_to_pdf_bytes(html, source_date=doc.issue_date)
+    except RenderError as exc:
+        raise RenderError(f"{_statement_label(doc)}: {exc}") from exc
+    atomic_write_bytes(Path(path), data)
 
 
 # ---- PDF ---------------------------------------------------------------------------------

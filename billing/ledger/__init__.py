@@ -10,7 +10,9 @@ migrations. One module per concern:
 - `record`: drafts, finalization with gapless numbers, change detection,
   events, and the evidence each month was invoiced from;
 - `corrections`: amending a month (credit notes and replacements, or
-  adjustments carried to the next invoice) and voiding an invoice.
+  adjustments carried to the next invoice) and voiding an invoice;
+- `payments`: payments received and what they pay, documents as the
+  accounts see them (recording payments is `billing.payments`' job).
 """
 from billing.ledger.adjustments import RecordedOneOff, record_one_off, recorded_one_offs
 from billing.ledger.corrections import POLICIES, Correction, amending_month, credit_note_for, voiding
@@ -21,12 +23,13 @@ from billing.ledger.record import (Event, Evidence, Expected, MonthRecord, all_f
                                    default_actor, describe_change, document, finalized_month, finalized_state,
                                    history, input_manifest, month_invoices, plan_recording, record_month, recording_month,
                                    state_changes)
-from billing.ledger.payments import Allocation, Payment, all_payments, paid_by_document
+from billing.ledger.payments import (AccountDocument, Allocation, Payment, all_documents, all_payments,
+                                     paid_by_document)
 from billing.ledger.runs import DEFAULT_LOCK_WAIT, MonthLocked, MonthRun, latest_runs, month_lock, record_run
 from billing.ledger.schema import (AdjustmentRow, Base, EventRow, EvidenceRow, InputManifestRow, InvoiceRow, LineRow,
                                    SequenceRow)
 
-__all__ = ["Allocation", "Payment", "all_payments", "paid_by_document",
+__all__ = ["AccountDocument", "Allocation", "Payment", "all_documents", "all_payments", "paid_by_document",
            "RecordedOneOff", "record_one_off", "recorded_one_offs",
            "DEFAULT_LOCK_WAIT", "MonthLocked", "MonthRun", "latest_runs", "month_lock", "record_run",
            "DOCUMENT_TYPES", "LEDGER_ENV", "POLICIES", "STATUSES", "AdjustmentRow", "Base", "CarriedAdjustment",
