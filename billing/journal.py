@@ -44,7 +44,7 @@ from billing.config import Accounts
 from billing.errors import BillingError, InputError
 from billing.fileio import atomic_write_bytes
 from billing.ledger import Invoice, Line, Payment
-from billing.money import ZERO, round_money
+from billing.money import ZERO, currency_quantum, round_money
 from billing.months import Month
 from billing.outputs import write_csv
 from billing.recovery import line_column
@@ -243,7 +243,8 @@ def journal_path(out_dir: Path, first: Month, last: Month, fmt: str) -> Path:
 def write_journal_csv(path: Path, entries: Sequence[Entry]) -> None:
     """One row per posting: debit or credit (never both), both positive, in the posting's currency."""
     rows = ([e.entry_id, e.date.isoformat(), e.entry_type, p.document, p.party, p.account,
-             p.amount if p.amount > 0 else "", -p.amount if p.amount < 0 else "", p.currency, e.narration, p.memo]
+             money_text(p.amount, p.currency) if p.amount > 0 else "",
+             money_text(-p.amount, p.currency) if p.amount < 0 else "", p.currency, e.narration, p.memo]
             for e in entries for p in e.postings)
     write_csv(path, CSV_HEADER, rows)
 
@@ -269,11 +270,16 @@ def beancount_text(entries: Sequence[Entry], first: Month, last: Month, title: s
         out.append(f"  entry-id: {_string(e.entry_id)}")
         width = max(len(p.account) for p in e.postings) + 2
         for p in e.postings:
-            line = f"  {p.account.ljust(width)}{format(p.amount, 'f'):>14} {p.currency}"
+            line = f"  {p.account.ljust(width)}{money_text(p.amount, p.currency):>14} {p.currency}"
             out.append(line)
             if p.memo:
                 out.append(f"    memo: {_string(p.memo)}")
     return "\n".join(out) + "\n"
+
+
+def money_text(amount: Decimal, currency: str) -> str:
+    """An amount with the currency's own decimals, no exponent: 1500 USD -> '1500.00', 1500 JPY -> '1500'."""
+    return format(amount.quantize(currency_quantum(currency)), "f")
 
 
 def _string(text: str) -> str:

@@ -11,8 +11,8 @@ TST-2022-0004 2054.75.
 Payments are put in the ledger's payment tables directly.
 """
 import csv
+import dataclasses
 import datetime as dt
-import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -28,8 +28,8 @@ from billing.cli import main
 from billing.config import Accounts
 from billing.errors import BillingError, ConfigError, InputError
 from billing.journal import (CSV_HEADER, Entry, Posting, beancount_text, check_balanced, journal_entries,
-                             line_account)
-from billing.ledger import Invoice, Line
+                             line_account, write_journal)
+from billing.ledger import Allocation, Invoice, Line, Payment
 from billing.ledger.schema import AllocationRow, PaymentRow
 from billing.months import Month
 from helpers import small_focus_rows, small_org, small_org_data, write_focus_csv
@@ -166,7 +166,42 @@ def test_a_credit_note_reverses_its_invoice(world):
     assert alpha == 0                                   # nothing is owed for a voided invoice
 
 
+def restate_alpha_compute(world, cost="150.00"):
+    rows = small_focus_rows()
+    rows[0][9] = cost            # alpha's compute on the shared cluster (was 100.0000000001): +50.00
+    write_focus_csv(world["tmp"] / "focus" / "2022-01.csv", rows)
+
+
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_an_amended_month_credit_note_and_replacement(world):
+    assert run(world, "2022-01", "2022-02-10") == 0
+    restate_alpha_compute(world)
+    assert billing(world, "amend", "--month", "2022-01", "--reason", "AWS restated January compute",
+                   "--issue-date", "2022-03-01", "--workers", "1") == 0
+    rows = journal_csv(world, "2022-02", "2022-03")
+    entries = {r["entry_id"]: r for r in rows}
+    assert entries["TST-CN-2022-0001"]["entry_type"] == "credit_note"
+    assert "replaces TST-2022-0001" in entries["TST-2022-0003"]["description"]
+    alpha = sum(signed(r) for r in rows if r["account"] == "Assets:Receivable:Alpha")
+    assert alpha == D("2072.60")                          # the replacement only
+    cloud = -sum(signed(r) for r in rows if r["account"] == "Income:CloudCostRecovered")
+    assert cloud == D("572.60") + D("55.25")              # alpha's restated cloud and beta's
+
+
+@pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+def test_a_difference_carried_to_the_next_invoice_is_a_prior_period_adjustment(world):
+    assert run(world, "2022-01", "2022-02-10") == 0
+    restate_alpha_compute(world)
+    assert billing(world, "amend", "--month", "2022-01", "--reason", "late restatement", "--policy",
+                   "next-invoice", "--workers", "1") == 0
+    assert run(world, "2022-02", "2022-03-10") == 0
+    rows = journal_csv(world, "2022-03", "2022-03")
+    february = [(r["account"], signed(r)) for r in rows if r["entry_id"] == "TST-2022-0003"]
+    assert february == [("Assets:Receivable:Alpha", D("2572.10")), ("Income:ServiceFees", D("-1500.00")),
+                        ("Income:CloudCostRecovered", D("-1022.10")),
+                        ("Income:PriorPeriodAdjustments", D("-50.00"))]
+
+
 def test_payments_debit_the_bank_and_credit_receivables_or_unapplied(world):
     assert run(world, "2022-01", "2022-02-10") == 0
     add_payment(world, 1, "2022-03-01", "2022.60", "TST-2022-0001", [("TST-2022-0001", "2022.60")])
@@ -308,6 +343,31 @@ def test_markup_caps_prepaid_and_adjustments_with_configured_accounts():
     assert journal_entries([doc], [], Month(2022, 3), Month(2022, 4), accounts) == []
     draft = _document("community", "x", None, [("fee", "1.00")], status="draft")
     assert journal_entries([draft], [], Month(2022, 2), Month(2022, 2), accounts) == []
+
+
+def test_a_payment_in_another_currency_than_its_document_is_refused():
+    doc = _document("community", "uca", "INV-2022-0001", [("fee", "100.00")])
+    paid = Payment(7, dt.date(2022, 2, 20), D("100.00"), "EUR", "INV-2022-0001", None, "bank.csv",
+                   (Allocation(7, "INV-2022-0001", D("100.00"), "matched", dt.datetime(2022, 2, 21)),))
+    with pytest.raises(InputError, match="payment 7 of 2022-02-20 is in EUR but applied to INV-2022-0001 in USD"):
+        journal_entries([doc], [paid], Month(2022, 2), Month(2022, 2), Accounts())
+
+
+def test_amounts_have_the_currency_decimals(tmp_path):
+    yen = dataclasses.replace(_document("community", "uca", "INV-2022-0001", [("fee", "1500"), ("cloud", "20")]),
+                              currency="JPY")
+    usd = _document("community", "lab", "INV-2022-0002", [("fee", "1500"), ("cloud", "20.5")])
+    entries = journal_entries([yen, usd], [], Month(2022, 2), Month(2022, 2), Accounts())
+    write_journal(tmp_path, entries, Month(2022, 2), Month(2022, 2), "csv", "T")
+    rows = read_csv(tmp_path / "journal-2022-02-2022-02.csv")
+    assert [(r["currency"], r["debit"], r["credit"]) for r in rows] == [
+        ("JPY", "1520", ""), ("JPY", "", "1500"), ("JPY", "", "20"),
+        ("USD", "1520.50", ""), ("USD", "", "1500.00"), ("USD", "", "20.50")]
+    write_journal(tmp_path, entries, Month(2022, 2), Month(2022, 2), "beancount", "T")
+    text = (tmp_path / "journal-2022-02-2022-02.beancount").read_text()
+    assert 'option "operating_currency" "JPY"' in text and "open Income:ServiceFees JPY,USD" in text
+    from beancount import loader
+    assert loader.load_file(str(tmp_path / "journal-2022-02-2022-02.beancount"))[1] == []
 
 
 def test_two_parties_never_share_a_receivable_account():
