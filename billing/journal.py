@@ -55,7 +55,8 @@ ACCOUNT_OF_COLUMN = {"fees": "service_fees", "cloud_passthrough": "cloud_recover
                      "caps_and_credits": "caps_and_credits", "prior_period_adjustments": "prior_period",
                      "subsidies": "subsidies"}
 # What a posting to each account is, for the memo.
-MEMOS = {"service_fees": "service fees", "cloud_recovered": "cloud cost passed through", "markup": "markup on cloud cost",
+MEMOS = {"service_fees": "service fees", "cloud_recovered": "cloud cost passed through",
+         "markup": "markup on cloud cost",
          "caps_and_credits": "caps, discounts and credits", "prior_period": "prior-period adjustments",
          "subsidies": "charges paid by the funder", "prepaid": "prepaid credit drawn",
          "grant_revenue": "grant-funded charges"}

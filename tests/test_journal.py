@@ -387,7 +387,8 @@ def test_an_entry_that_does_not_balance_to_the_cent_is_refused():
     with pytest.raises(BillingError, match=r"X-2 of 2022-01-01 does not balance: its USD postings sum to 0.01"):
         check_balanced(off)
     split = Entry("X-3", dt.date(2022, 1, 1), "invoice", "p", "n",
-                  (Posting("Assets:Receivable:P", D("1.005"), "USD"), Posting("Income:ServiceFees", D("-1.005"), "USD")))
+                  (Posting("Assets:Receivable:P", D("1.005"), "USD"),
+                   Posting("Income:ServiceFees", D("-1.005"), "USD")))
     with pytest.raises(BillingError, match="not a whole number of the currency's minor unit"):
         check_balanced(split)
     two = Entry("X-4", dt.date(2022, 1, 1), "payment", "p", "n",
