@@ -747,6 +747,49 @@ class BankMapping(Frozen):
 # Without --mapping: the columns date, amount, currency, reference and (optional) payer, ISO dates, "." decimals.
 DEFAULT_BANK_MAPPING = BankMapping(currency="currency", payer="payer")
 
+# ---- the books: account names of the journal handed to the accountant (`billing export journal`) ---------
+
+# A Beancount account name: a root type, then components that start with a capital letter or digit.
+ACCOUNT_PATTERN = re.compile(r"^(Assets|Liabilities|Equity|Income|Expenses)(:[A-Z0-9][A-Za-z0-9-]{0,63})+$")
+
+
+def _account(name: str) -> str:
+    if len(name) > 200 or not ACCOUNT_PATTERN.match(name):
+        raise ValueError(f"{name!r} is not an account name: write Assets, Liabilities, Equity, Income or Expenses, "
+                         "then ':'-separated parts that start with a capital letter or digit and hold only letters, "
+                         "digits and '-', e.g. 'Income:ServiceFees'")
+    return name
+
+
+Account = Annotated[str, AfterValidator(_account)]
+
+
+class Accounts(Frozen):
+    """Where each posting of the journal goes. Receivables are kept per party, under `receivable`."""
+
+    receivable: Account = "Assets:Receivable"                   # + :<Party>, e.g. Assets:Receivable:Uca
+    bank: Account = "Assets:Bank"                               # payments received
+    unapplied: Account = "Liabilities:UnappliedPayments"        # money received not (yet) applied to a document
+    service_fees: Account = "Income:ServiceFees"                # fees, uplifts, usage fees, minimums, one-offs
+    cloud_recovered: Account = "Income:CloudCostRecovered"      # cloud cost passed through at cost
+    markup: Account = "Income:CloudMarkup"                      # margin on cloud cost
+    grant_revenue: Account = "Income:GrantFunding"              # what funders are billed
+    subsidies: Account = "Income:Subsidies"                     # the part of a community's charges a funder pays
+    caps_and_credits: Account = "Income:CapsAndCredits"         # caps, discounts, one-off credits
+    prior_period: Account = "Income:PriorPeriodAdjustments"     # differences carried to a later invoice
+    prepaid: Account = "Liabilities:CustomerPrepayments"        # prepaid balances drawn down
+
+    @model_validator(mode="after")
+    def _receivables_apart(self) -> "Accounts":
+        for name in ("receivable", "bank"):
+            if not getattr(self, name).startswith("Assets:"):
+                raise ValueError(f"{name}: {getattr(self, name)!r} must be an Assets account (Assets:...)")
+        for name, account in self.model_dump().items():
+            if name != "receivable" and (account + ":").startswith(self.receivable + ":"):
+                raise ValueError(f"{name}: {account!r} is the receivable account {self.receivable!r} or under it, "
+                                 "where each party's receivable is kept; give it an account of its own")
+        return self
+
 
 class Organization(Frozen):
     name: Text
@@ -776,6 +819,8 @@ class Organization(Frozen):
     # The mail server (notifications now, invoices later) and who hears how each run went.
     smtp: SmtpServer | None = None
     notifications: Annotated[Notifications | None, AfterValidator(_notifications_need_smtp)] = None
+    # Account names of the journal for the accountant (`billing export journal`).
+    accounts: Accounts = Accounts()
     # The folder the configuration was read from; relative paths resolve against it.
     # Cross-references are checked by `parse_organization` (each problem on its own line).
     base_dir: Path = Field(default=Path("."), exclude=True)
