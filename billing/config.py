@@ -20,6 +20,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       field_validator, model_validator)
 
 from billing.errors import ConfigError
+from billing.message_templates import DEFAULT_BODY, DEFAULT_SUBJECT, check_template
 from billing.money import is_iso_currency, to_decimal
 from billing.months import Month
 
@@ -658,6 +659,34 @@ def _notifications_need_smtp(notifications: Notifications | None, info: Validati
     return notifications
 
 
+class Sending(Frozen):
+    """How `billing send` e-mails each finalized document: subject and body templates (Jinja2, plain text,
+    rendered in a sandbox; see `billing.message_templates`), who else gets a copy, where replies go."""
+
+    subject: Annotated[str, Field(max_length=1000)] = DEFAULT_SUBJECT
+    body: Annotated[str, Field(max_length=20000)] = DEFAULT_BODY
+    cc: tuple[Email, ...] = ()
+    reply_to: Mailbox | None = None
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _renders(cls, text: str, info: ValidationInfo) -> str:
+        return check_template(text, info.field_name)
+
+    @field_validator("cc")
+    @classmethod
+    def _each_once(cls, cc: tuple[str, ...]) -> tuple[str, ...]:
+        if dups := _duplicates(a.lower() for a in cc):
+            raise ValueError(f"{', '.join(dups)} given more than once")
+        return cc
+
+
+def _sending_needs_smtp(sending: Sending | None, info: ValidationInfo) -> Sending | None:
+    if sending is not None and "smtp" in info.data and info.data["smtp"] is None:
+        raise ValueError("sending documents needs the top-level smtp block (host, port, from, ...)")
+    return sending
+
+
 class Organization(Frozen):
     name: Text
     # Names the organization in deployments, artifacts and locks (default: a slug of the name).
@@ -684,6 +713,8 @@ class Organization(Frozen):
     # The mail server (notifications now, invoices later) and who hears how each run went.
     smtp: SmtpServer | None = None
     notifications: Annotated[Notifications | None, AfterValidator(_notifications_need_smtp)] = None
+    # How `billing send` e-mails the documents (defaults when absent; needs smtp).
+    sending: Annotated[Sending | None, AfterValidator(_sending_needs_smtp)] = None
     # The folder the configuration was read from; relative paths resolve against it.
     # Cross-references are checked by `parse_organization` (each problem on its own line).
     base_dir: Path = Field(default=Path("."), exclude=True)

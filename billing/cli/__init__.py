@@ -13,12 +13,12 @@ import logging
 import sys
 import traceback
 
-from billing.cli import config, contracts, corrections, monthly, reports, serve
+from billing.cli import config, contracts, corrections, monthly, reports, sending, serve
 from billing.cli.common import check_output_folder, preflight  # noqa: F401  (used by tests)
 from billing.errors import BillingError, InputError
 
 log = logging.getLogger("billing")
-GROUPS = (monthly, corrections, contracts, reports, config, serve)
+GROUPS = (monthly, corrections, sending, contracts, reports, config, serve)
 
 
 def _parser() -> argparse.ArgumentParser:
