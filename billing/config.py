@@ -530,7 +530,7 @@ def _timezone(name: str) -> str:
 # URL) is read when a message is sent, and never shown: a value pasted here by mistake is not echoed either.
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
 HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252}[A-Za-z0-9])?$"
-NOTIFICATION_EVENTS = ("failure", "incomplete", "success")
+NOTIFICATION_EVENTS = ("failure", "incomplete", "success", "approval")
 
 
 def _env_name_problems(data: Any, fields: Sequence[str], example: str) -> None:
@@ -629,7 +629,7 @@ class Notifications(Frozen):
 
     email: EmailNotifications | None = None
     webhook: WebhookNotifications | None = None
-    on: tuple[Literal["failure", "incomplete", "success"], ...] = NOTIFICATION_EVENTS
+    on: tuple[Literal["failure", "incomplete", "success", "approval"], ...] = NOTIFICATION_EVENTS
     subject_prefix: Annotated[str, Field(max_length=60, pattern=r"^[^\r\n]*$")] = "[hub-billing]"
 
     @model_validator(mode="before")
@@ -687,6 +687,28 @@ def _sending_needs_smtp(sending: Sending | None, info: ValidationInfo) -> Sendin
     return sending
 
 
+class Approval(Frozen):
+    """Whether a person approves each month before it is finalized and sent (the monthly Prefect flow pauses
+    for the answer), and how long it waits: `approval: required`, or {required: true, timeout_hours: 72}."""
+
+    required: bool = Field(default=False, strict=True)
+    # A run nobody answers stops after this long, with nothing finalized (its drafts are kept).
+    timeout_hours: float = Field(default=72, gt=0, le=24 * 31)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _word(cls, data: Any) -> Any:
+        if isinstance(data, bool) or data in ("required", "none"):
+            return {"required": data in (True, "required")}
+        if isinstance(data, str):
+            raise ValueError(f"write required, none, or {{required: true, timeout_hours: 72}}; got {data!r}")
+        return data
+
+    @property
+    def timeout_seconds(self) -> int:
+        return max(1, round(self.timeout_hours * 3600))
+
+
 class Organization(Frozen):
     name: Text
     # Names the organization in deployments, artifacts and locks (default: a slug of the name).
@@ -715,6 +737,8 @@ class Organization(Frozen):
     notifications: Annotated[Notifications | None, AfterValidator(_notifications_need_smtp)] = None
     # How `billing send` e-mails the documents (defaults when absent; needs smtp).
     sending: Annotated[Sending | None, AfterValidator(_sending_needs_smtp)] = None
+    # Whether the monthly flow waits for a person to approve the month's drafts before finalizing and sending.
+    approval: Approval = Approval()
     # The folder the configuration was read from; relative paths resolve against it.
     # Cross-references are checked by `parse_organization` (each problem on its own line).
     base_dir: Path = Field(default=Path("."), exclude=True)
