@@ -83,7 +83,7 @@ def _notify_stopped_run(flow_, flow_run, state) -> None:
 def _notify_stopped(flow_run, state, logger) -> None:
     params = flow_run.parameters
     err = state.result(raise_on_failure=False) if state.is_failed() else None
-    if not params.get("notify", True) or already_notified(err):
+    if not params.get("notify", True) or already_notified(err) or flow_run.id in NOTIFIED_RUNS:
         return
     try:
         org = load_organization(params.get("org_path") or default_organization_path())
@@ -158,8 +158,12 @@ def _invoice_with_approval(org, month: str, opts: RunOptions, notifier: Notifier
         notifier.approval_refused(month, reason, who)
         logger.warning(f"{month} rejected{' by ' + who if who else ''}: {reason}; nothing finalized")
         return proposal.review
-    with notifier.run([month]) as report, report.month(month):
-        result = as_task(finalize_proposal)(org, proposal, opts, approver=who, reason=reason)
+    try:
+        with notifier.run([month]) as report, report.month(month):   # a failure here is notified once
+            result = as_task(finalize_proposal)(org, proposal, opts, approver=who, reason=reason)
+    except Exception:
+        NOTIFIED_RUNS.add(run.id)
+        raise
     publish_month(org, out_dir, month, result)
     sent = as_task(_send)(org, month, opts) if org.smtp is not None else None
     notifier.month_approved(result, who, reason, sent)
@@ -180,9 +184,15 @@ def _send(org, month: str, opts: RunOptions):
     return report
 
 
+# Flow runs of this process whose failure was notified already: the on_failure hook sends nothing more. (The
+# exception a hook gets back from the state is not always the object raised, e.g. after a pause.)
+NOTIFIED_RUNS: set = set()
+
+
 def _notified(err: BaseException) -> BaseException:
     """An error whose notification was sent already (the flow's on_failure hook then sends none)."""
     err._billing_notified = True   # type: ignore[attr-defined]
+    NOTIFIED_RUNS.add(flow_run_context.get_run_context().flow_run.id)
     return err
 
 
