@@ -104,7 +104,9 @@ def monthly_invoicing(month: str | None = None, org_path: str = "", out_dir: str
                       refresh: bool = False, allow_estimated: bool = False, ledger_url: str | None = None,
                       issue_date: str | None = None, actor: str | None = None, notify: bool = True):
     """Invoice one month (by default the last one that has closed, in the organization's time zone):
-    ingest, attribute, price, finalize, render, write outputs; then notify."""
+    ingest, attribute, price, finalize, render, write outputs; then notify. With `approval: required`, the
+    month is drafted first and the run pauses for a person's MonthApproval; approved, it is finalized and its
+    documents e-mailed (see README, "Approving a month")."""
     org = load_organization(org_path or default_organization_path())
     month = month or str(org.last_closed_month())
     notifier = Notifier(org, out_dir, warn=get_run_logger().warning, enabled=notify)
