@@ -18,6 +18,7 @@ lists what was sent, skipped and failed. A dry run writes each message as
 """
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import hashlib
 import logging
@@ -241,7 +242,8 @@ def _why_skip(doc: Invoice, sent_before: dict, resend: bool) -> str | None:
     previous = sent_before.get(doc.number)
     if previous is not None and not resend:
         to = ", ".join(previous.details.get("to") or [])
-        return (f"already sent on {previous.at:%Y-%m-%d %H:%M} UTC to {to} ({previous.details.get('message_id')}); "
+        at = previous.at.astimezone(dt.timezone.utc) if previous.at.tzinfo else previous.at   # SQLite: UTC, naive
+        return (f"already sent on {at:%Y-%m-%d %H:%M} UTC to {to} ({previous.details.get('message_id')}); "
                 "--resend sends it again")
     if previous is None and doc.status in CANCELLED:
         return f"{CANCELLED[doc.status]} before it was ever sent: the party never saw it, so it is not sent now"

@@ -18,6 +18,7 @@ from billing.errors import ConfigError
 from billing.message_templates import header_text
 from helpers import small_focus_rows, small_org_data, write_focus_csv
 from notify_servers import PASSWORD, REFUSED, USER
+from test_object_store import keys, s3, s3_server  # noqa: F401 (fixtures: moto's S3 on loopback)
 
 JANUARY = ["TST-2022-0001", "TST-ST-2022-0001", "TST-2022-0002"]   # alpha's invoice, beta's statement, grant's
 
@@ -240,3 +241,74 @@ def test_no_password_in_any_output_and_a_missing_one_is_named(smtp_server, org_d
                                                "$TEST_SMTP_PASSWORD is not set (or empty); billing send logs in to "
                                                "the mail server with it")
     assert len(smtp_server.received) == 6
+
+
+def test_documents_cancelled_before_they_were_sent_are_not_sent(smtp_server, org_dir, capsys):
+    configure(org_dir, smtp_server.port)
+    assert main(["void", "TST-2022-0001", "--reason", "wrong customer", "--org", str(org_dir / "org.yaml"),
+                 "--out", str(org_dir / "out"), "--workers", "1"]) == 0
+    capsys.readouterr()
+    assert send(org_dir) == 0
+    out = capsys.readouterr().out
+    assert "skipped TST-2022-0001 voided before it was ever sent: the party never saw it, so it is not sent now" in out
+    assert (f"skipped TST-CN-{_year()}-0001 it corrects TST-2022-0001, which was never sent, so the party needs no "
+            "credit note") in out
+    assert sorted(by_subject_number(smtp_server)) == ["TST-2022-0002", "TST-ST-2022-0001"]
+
+
+def test_the_credit_note_of_a_document_that_was_sent_is_sent(smtp_server, org_dir, capsys):
+    configure(org_dir, smtp_server.port)
+    assert send(org_dir, "--party", "grant") == 0
+    assert main(["void", "TST-2022-0002", "--reason", "paid by another grant", "--org", str(org_dir / "org.yaml"),
+                 "--out", str(org_dir / "out"), "--workers", "1"]) == 0
+    capsys.readouterr()
+    assert send(org_dir, "--party", "grant") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "2022-01: 1 sent, 1 skipped, 0 failed"
+    note = smtp_server.received[-1].message
+    assert note["Subject"] == f"Test Hubs Inc.: Credit note TST-CN-{_year()}-0001 (2022-01)"
+    assert "It credits -1,555.25 USD to TST-2022-0002." in note.get_body(("plain",)).get_content()
+
+
+def _year() -> int:
+    import datetime as dt
+
+    return dt.date.today().year
+
+
+def test_sent_events_on_each_ledger(ledger_url):
+    import datetime as dt
+
+    engine = ledger.open_ledger(ledger_url)
+    try:
+        at = dt.datetime(2026, 11, 29, 9, 14, tzinfo=dt.timezone.utc)
+        ledger.record_event(engine, "TST-2022-0001", "sent", actor="maria", now=at, message_id="<1@x>", to=["a@x.org"])
+        ledger.record_event(engine, "TST-2022-0001", "sent", actor="maria", now=at + dt.timedelta(hours=1),
+                            message_id="<2@x>", to=["a@x.org"])
+        ledger.record_event(engine, "TST-2022-0002", "send_failed", actor="maria", now=at, message_id="<3@x>")
+        latest = ledger.latest_events(engine, ["TST-2022-0001", "TST-2022-0002", "TST-2022-0003"], "sent")
+    finally:
+        engine.dispose()
+    assert list(latest) == ["TST-2022-0001"]
+    assert latest["TST-2022-0001"].details == {"message_id": "<2@x>", "to": ["a@x.org"]}
+
+
+def test_pdfs_in_an_object_store_are_read_from_it(smtp_server, s3, tmp_path, capsys):
+    """Outputs in S3 (moto on loopback), the local cache gone: the PDFs come from the store; the outbox goes there."""
+    write_focus_csv(tmp_path / "focus" / "2022-01.csv", small_focus_rows()[:-1])
+    configure(tmp_path, smtp_server.port)
+    common = ["--org", str(tmp_path / "org.yaml"), "--out", "s3://billing-outputs/org",
+              "--ledger", f"sqlite:///{tmp_path / 'ledger.db'}"]
+    assert main(["run", "--month", "2022-01", "--workers", "1", "--issue-date", "closing-day", *common]) == 0
+    shutil.rmtree(tmp_path / "cache")
+    assert main(["send", "--month", "2022-01", "--dry-run", *common]) == 0
+    assert {k for k in keys(s3, "org/2022-01/outbox/")} == {f"{n}.eml" for n in JANUARY}
+    assert main(["send", "--month", "2022-01", *common]) == 0
+    [pdf] = list(by_subject_number(smtp_server)["TST-2022-0001"].message.iter_attachments())
+    assert pdf.get_content() == s3.get_object(Bucket="billing-outputs", Key="org/2022-01/invoices/TST-2022-0001.pdf")[
+        "Body"].read()
+    s3.delete_object(Bucket="billing-outputs", Key="org/2022-01/invoices/TST-2022-0002.pdf")
+    shutil.rmtree(tmp_path / "cache")
+    capsys.readouterr()
+    assert main(["send", "--month", "2022-01", "--party", "grant", "--resend", *common]) == 1
+    assert ("FAILED TST-2022-0002 not sent: its PDF s3://billing-outputs/org/2022-01/invoices/TST-2022-0002.pdf does "
+            "not exist") in capsys.readouterr().err
