@@ -162,7 +162,8 @@ def approval_request(review: MonthResult, folder: Path, flow_run: str, hours: fl
     lines = [f"{review.month} is priced and its drafts are ready for review; nothing is finalized or sent until "
              f"someone approves it, within {hours:g} hours.",
              f"Approve or reject it by resuming the paused flow run {flow_run} (in the Prefect UI: approve, and a "
-             "reason), or from Python: prefect.flow_runs.resume_flow_run(ID, run_input={'approve': True, 'reason': '...'})."]
+             "reason), or from Python: "
+             "prefect.flow_runs.resume_flow_run(ID, run_input={'approve': True, 'reason': '...'})."]
     return Notice("approval", subject, tuple(lines + list(summary.lines[1:])), summary.details)
 
 

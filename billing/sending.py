@@ -79,7 +79,8 @@ class SendReport:
         return self.count("failed") > 0
 
     def summary(self) -> str:
-        done = f"{self.count('written')} written to the outbox (dry run)" if self.dry_run else f"{self.count('sent')} sent"
+        done = (f"{self.count('written')} written to the outbox (dry run)" if self.dry_run
+                else f"{self.count('sent')} sent")
         return f"{self.month}: {done}, {self.count('skipped')} skipped, {self.count('failed')} failed"
 
 

@@ -181,7 +181,8 @@ def _send(org, month: str, opts: RunOptions):
     report = send_month(org, month, SendOptions(out_dir=opts.out_dir, ledger_url=opts.ledger_url,
                                                 out_url=opts.out_url, actor=opts.actor, lock_wait=opts.lock_wait))
     for outcome in report.outcomes:
-        (logger.error if outcome.result == "failed" else logger.info)(f"{outcome.result} {outcome.number} {outcome.text}")
+        say = logger.error if outcome.result == "failed" else logger.info
+        say(f"{outcome.result} {outcome.number} {outcome.text}")
     logger.info(report.summary())
     return report
 
