@@ -20,6 +20,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       field_validator, model_validator)
 
 from billing.errors import ConfigError
+from billing.message_templates import DEFAULT_BODY, DEFAULT_SUBJECT, check_template
 from billing.money import currency_quantum, is_iso_currency, to_decimal
 from billing.months import Month
 
@@ -563,7 +564,7 @@ def _timezone(name: str) -> str:
 # URL) is read when a message is sent, and never shown: a value pasted here by mistake is not echoed either.
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
 HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252}[A-Za-z0-9])?$"
-NOTIFICATION_EVENTS = ("failure", "incomplete", "success")
+NOTIFICATION_EVENTS = ("failure", "incomplete", "success", "approval")
 
 
 def _env_name_problems(data: Any, fields: Sequence[str], example: str) -> None:
@@ -662,7 +663,7 @@ class Notifications(Frozen):
 
     email: EmailNotifications | None = None
     webhook: WebhookNotifications | None = None
-    on: tuple[Literal["failure", "incomplete", "success"], ...] = NOTIFICATION_EVENTS
+    on: tuple[Literal["failure", "incomplete", "success", "approval"], ...] = NOTIFICATION_EVENTS
     subject_prefix: Annotated[str, Field(max_length=60, pattern=r"^[^\r\n]*$")] = "[hub-billing]"
 
     @model_validator(mode="before")
@@ -789,6 +790,54 @@ class Accounts(Frozen):
                 raise ValueError(f"{name}: {account!r} is the receivable account {self.receivable!r} or under it, "
                                  "where each party's receivable is kept; give it an account of its own")
         return self
+class Sending(Frozen):
+    """How `billing send` e-mails each finalized document: subject and body templates (Jinja2, plain text,
+    rendered in a sandbox; see `billing.message_templates`), who else gets a copy, where replies go."""
+
+    subject: Annotated[str, Field(max_length=1000)] = DEFAULT_SUBJECT
+    body: Annotated[str, Field(max_length=20000)] = DEFAULT_BODY
+    cc: tuple[Email, ...] = ()
+    reply_to: Mailbox | None = None
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _renders(cls, text: str, info: ValidationInfo) -> str:
+        return check_template(text, info.field_name)
+
+    @field_validator("cc")
+    @classmethod
+    def _each_once(cls, cc: tuple[str, ...]) -> tuple[str, ...]:
+        if dups := _duplicates(a.lower() for a in cc):
+            raise ValueError(f"{', '.join(dups)} given more than once")
+        return cc
+
+
+def _sending_needs_smtp(sending: Sending | None, info: ValidationInfo) -> Sending | None:
+    if sending is not None and "smtp" in info.data and info.data["smtp"] is None:
+        raise ValueError("sending documents needs the top-level smtp block (host, port, from, ...)")
+    return sending
+
+
+class Approval(Frozen):
+    """Whether a person approves each month before it is finalized and sent (the monthly Prefect flow pauses
+    for the answer), and how long it waits: `approval: required`, or {required: true, timeout_hours: 72}."""
+
+    required: bool = Field(default=False, strict=True)
+    # A run nobody answers stops after this long, with nothing finalized (its drafts are kept).
+    timeout_hours: float = Field(default=72, gt=0, le=24 * 31)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _word(cls, data: Any) -> Any:
+        if isinstance(data, bool) or data in ("required", "none"):
+            return {"required": data in (True, "required")}
+        if isinstance(data, str):
+            raise ValueError(f"write required, none, or {{required: true, timeout_hours: 72}}; got {data!r}")
+        return data
+
+    @property
+    def timeout_seconds(self) -> int:
+        return max(1, round(self.timeout_hours * 3600))
 
 
 class Organization(Frozen):
@@ -821,6 +870,10 @@ class Organization(Frozen):
     notifications: Annotated[Notifications | None, AfterValidator(_notifications_need_smtp)] = None
     # Account names of the journal for the accountant (`billing export journal`).
     accounts: Accounts = Accounts()
+    # How `billing send` e-mails the documents (defaults when absent; needs smtp).
+    sending: Annotated[Sending | None, AfterValidator(_sending_needs_smtp)] = None
+    # Whether the monthly flow waits for a person to approve the month's drafts before finalizing and sending.
+    approval: Approval = Approval()
     # The folder the configuration was read from; relative paths resolve against it.
     # Cross-references are checked by `parse_organization` (each problem on its own line).
     base_dir: Path = Field(default=Path("."), exclude=True)

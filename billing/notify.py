@@ -153,6 +153,45 @@ def backfill_summary(first: str, last: str, results: Sequence[MonthResult], fail
     return Notice("success", subject, tuple(lines), details)
 
 
+def approval_request(review: MonthResult, folder: Path, flow_run: str, hours: float) -> Notice:
+    """The drafts of a month waiting for a person's approval, and how to give it."""
+    summary = month_summary(review, folder)
+    drafts = [d for d in review.invoices if d.status == "draft"]
+    subject = (f"{review.month} waiting for approval: {_count(len(drafts), 'draft')}, "
+               f"{_amounts(totals_by_currency(drafts))}")
+    lines = [f"{review.month} is priced and its drafts are ready for review; nothing is finalized or sent until "
+             f"someone approves it, within {hours:g} hours.",
+             f"Approve or reject it by resuming the paused flow run {flow_run} (in the Prefect UI: approve, and a "
+             "reason), or from Python: "
+             "prefect.flow_runs.resume_flow_run(ID, run_input={'approve': True, 'reason': '...'})."]
+    return Notice("approval", subject, tuple(lines + list(summary.lines[1:])), summary.details)
+
+
+def approval_refused(month: str, reason: str, who: str | None, *, expired: bool = False) -> Notice:
+    """A month that was not approved (rejected, or no answer in time): nothing finalized, the drafts kept."""
+    if expired:
+        return Notice("approval", f"{month} was not approved in time: nothing finalized", (reason,))
+    by = f" by {who}" if who else ""
+    return Notice("approval", f"{month} rejected{by}: nothing finalized",
+                  (f"{month} was rejected{by}: {reason}", "Nothing was finalized or sent; the drafts are kept. "
+                   "Run the month again when it is ready for another review."))
+
+
+def approved_summary(result: MonthResult, folder: Path, who: str | None, reason: str, sent) -> Notice:
+    """The month's summary once approved and finalized, with what sending its documents did."""
+    summary = month_summary(result, folder)
+    by = f" by {who}" if who else ""
+    lines = [f"Approved{by}" + (f": {reason}" if reason else "."), *summary.lines]
+    if sent is None:
+        lines.append("The documents were not e-mailed: the configuration has no smtp block (billing send).")
+    else:
+        lines.append(f"Sending: {sent.summary()}.")
+        lines += [f"Not sent: {o.number}: {o.text}" for o in sent.outcomes if o.result == "failed"]
+    failed = sent is not None and sent.failed
+    subject = f"{summary.subject}; approved{by}" + (", some documents NOT sent" if failed else "")
+    return Notice("failure" if failed else "success", subject, tuple(lines), summary.details)
+
+
 def failure_notice(month: str, why: str, *, incomplete: bool = False) -> Notice:
     if incomplete:
         return Notice("incomplete", f"{month} is incomplete: nothing finalized, run it again later", (why,))
@@ -251,6 +290,15 @@ class Notifier:
 
     def month_incomplete(self, month, why: str) -> None:
         self.send(failure_notice(str(month), why, incomplete=True))
+
+    def approval_requested(self, review: MonthResult, flow_run: str, hours: float) -> None:
+        self.send(approval_request(review, self.out_dir / review.month, flow_run, hours))
+
+    def approval_refused(self, month, reason: str, who: str | None = None, *, expired: bool = False) -> None:
+        self.send(approval_refused(str(month), reason, who, expired=expired))
+
+    def month_approved(self, result: MonthResult, who: str | None, reason: str, sent) -> None:
+        self.send(approved_summary(result, self.out_dir / result.month, who, reason, sent))
 
     def month_failed(self, month, why: str) -> None:
         self.send(failure_notice(str(month), why))

@@ -16,6 +16,8 @@ from billing.money import ZERO
 from billing.months import Month, month_range
 
 STATES = ("finalized", "draft", "restated", "incomplete", "failed", "not run")
+# What a month's drafts wait for, when the organization approves each month (`approval: required`).
+APPROVAL = {"pending": "waiting for approval", "rejected": "not approved", "expired": "approval timed out"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ def month_status(engine, month: str, run) -> MonthStatus:
         totals = _totals(in_force)
     elif drafts:
         state, totals = "draft", _totals(drafts)
+        if run is not None and run.outcome in ("pending", "rejected", "expired"):
+            detail = f"{APPROVAL[run.outcome]}{': ' + run.message if run.message else ''}"
     elif run is not None and run.outcome in ("incomplete", "failed"):
         state, totals, detail = run.outcome, {}, run.message
     else:

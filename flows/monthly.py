@@ -19,12 +19,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from prefect import flow, get_run_logger, task
+from prefect import context as flow_run_context
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
 from prefect.logging.loggers import flow_run_logger
 
+from billing.approval import finalize_proposal, propose_month, record_decision
 from billing.config import default_organization_path, load_organization
-from billing.errors import SourceError
+from billing.errors import BillingError, SourceError
 from billing.months import Month, month_range
+from billing.sending import SendOptions, send_month
 from billing.storage import cache_dir, is_url
 from billing.notify import Notifier, already_notified
 from billing.pipeline import (MONTH_FAILURES, RunOptions, amend, backfill_in_parallel, month_failure, run_month,
@@ -77,7 +83,7 @@ def _notify_stopped_run(flow_, flow_run, state) -> None:
 def _notify_stopped(flow_run, state, logger) -> None:
     params = flow_run.parameters
     err = state.result(raise_on_failure=False) if state.is_failed() else None
-    if not params.get("notify", True) or already_notified(err):
+    if not params.get("notify", True) or already_notified(err) or flow_run.id in NOTIFIED_RUNS:
         return
     try:
         org = load_organization(params.get("org_path") or default_organization_path())
@@ -98,17 +104,99 @@ def monthly_invoicing(month: str | None = None, org_path: str = "", out_dir: str
                       refresh: bool = False, allow_estimated: bool = False, ledger_url: str | None = None,
                       issue_date: str | None = None, actor: str | None = None, notify: bool = True):
     """Invoice one month (by default the last one that has closed, in the organization's time zone):
-    ingest, attribute, price, finalize, render, write outputs; then notify."""
+    ingest, attribute, price, finalize, render, write outputs; then notify. With `approval: required`, the
+    month is drafted first and the run pauses for a person's MonthApproval; approved, it is finalized and its
+    documents e-mailed (see README, "Approving a month")."""
     org = load_organization(org_path or default_organization_path())
     month = month or str(org.last_closed_month())
     notifier = Notifier(org, out_dir, warn=get_run_logger().warning, enabled=notify)
+    opts = _options(out_dir, draft, refresh, allow_estimated, ledger_url, issue_date, actor)
+    if org.approval.required and not draft:
+        return _invoice_with_approval(org, month, opts, notifier, out_dir)
     with notifier.run([month]) as report, report.month(month):
-        result = run_month(org, Month.parse(month),
-                           _options(out_dir, draft, refresh, allow_estimated, ledger_url, issue_date, actor),
-                           stage=as_task)
+        result = run_month(org, Month.parse(month), opts, stage=as_task)
     report.succeeded(result)
     publish_month(org, out_dir, month, result)
     return result
+
+
+class MonthApproval(RunInput):
+    """The answer the monthly flow waits for when the organization approves each month (`approval: required`)."""
+
+    approve: bool
+    reason: str = ""
+    approver: str = ""    # who answers, for the ledger (default: the run's actor)
+
+
+APPROVAL_POLL_SECONDS = 5
+
+
+def _invoice_with_approval(org, month: str, opts: RunOptions, notifier: Notifier, out_dir: str):
+    """Draft the month, wait for a person's answer, then finalize and send it, or record why not."""
+    logger = get_run_logger()
+    with notifier.run([month]) as report, report.month(month):
+        proposal = propose_month(org, Month.parse(month), opts, stage=as_task)
+    publish_month(org, out_dir, month, proposal.review)
+    if not proposal.pending:   # not closed yet (drafts), or already finalized: nothing to approve
+        report.succeeded(proposal.review)
+        return proposal.review
+    run = flow_run_context.get_run_context().flow_run
+    hours = org.approval.timeout_hours
+    notifier.approval_requested(proposal.review, f"{run.name} ({run.id})", hours)
+    try:
+        answer = pause_flow_run(wait_for_input=MonthApproval, timeout=org.approval.timeout_seconds,
+                                poll_interval=APPROVAL_POLL_SECONDS, key=f"approve-{month}")
+    except FlowPauseTimeout:
+        why = (f"{month} was not approved within {hours:g} hours, so nothing was finalized or sent (the drafts "
+               "are kept); run the month again to ask again")
+        record_decision(org, proposal, opts, outcome="expired", message=why)
+        notifier.approval_refused(month, why, expired=True)
+        raise _notified(BillingError(why)) from None
+    who = answer.approver.strip() or opts.actor
+    reason = " ".join(answer.reason.split())
+    if not answer.approve:
+        reason = reason or "(no reason given)"
+        record_decision(org, proposal, opts, outcome="rejected", message=reason, actor=who)
+        notifier.approval_refused(month, reason, who)
+        logger.warning(f"{month} rejected{' by ' + who if who else ''}: {reason}; nothing finalized")
+        return proposal.review
+    try:
+        with notifier.run([month]) as report, report.month(month):   # a failure here is notified once
+            result = as_task(finalize_proposal)(org, proposal, opts, approver=who, reason=reason)
+    except Exception:
+        NOTIFIED_RUNS.add(run.id)
+        raise
+    publish_month(org, out_dir, month, result)
+    sent = as_task(_send)(org, month, opts) if org.smtp is not None else None
+    notifier.month_approved(result, who, reason, sent)
+    if sent is not None and sent.failed:
+        raise _notified(BillingError(f"{month} is finalized, but {sent.summary()}: fix what failed, then "
+                                     f"billing send --month {month}"))
+    return result
+
+
+def _send(org, month: str, opts: RunOptions):
+    """E-mail the month's documents (billing send), each once."""
+    logger = get_run_logger()
+    report = send_month(org, month, SendOptions(out_dir=opts.out_dir, ledger_url=opts.ledger_url,
+                                                out_url=opts.out_url, actor=opts.actor, lock_wait=opts.lock_wait))
+    for outcome in report.outcomes:
+        say = logger.error if outcome.result == "failed" else logger.info
+        say(f"{outcome.result} {outcome.number} {outcome.text}")
+    logger.info(report.summary())
+    return report
+
+
+# Flow runs of this process whose failure was notified already: the on_failure hook sends nothing more. (The
+# exception a hook gets back from the state is not always the object raised, e.g. after a pause.)
+NOTIFIED_RUNS: set = set()
+
+
+def _notified(err: BaseException) -> BaseException:
+    """An error whose notification was sent already (the flow's on_failure hook then sends none)."""
+    err._billing_notified = True   # type: ignore[attr-defined]
+    NOTIFIED_RUNS.add(flow_run_context.get_run_context().flow_run.id)
+    return err
 
 
 @flow(name="amend-month", log_prints=True)

@@ -16,7 +16,7 @@ def problems(**overrides) -> list[str]:
     return err.value.problems
 
 
-def test_defaults_starttls_on_587_and_all_three_events(tmp_path):
+def test_defaults_starttls_on_587_and_all_four_events(tmp_path):
     path = tmp_path / "org.yaml"
     text = yaml.safe_dump(small_org_data(smtp=SMTP), sort_keys=False)
     # Written by hand, as the README shows it: YAML 1.1 reads a bare `on` key as the boolean true.
@@ -31,7 +31,7 @@ def test_defaults_starttls_on_587_and_all_three_events(tmp_path):
     assert org.notifications.webhook.url_env == "BILLING_WEBHOOK_URL"
     assert org.notifications.subject_prefix == "[hub-billing]"
     bare = parse_organization(small_org_data(notifications={"webhook": {"url_env": "HOOK"}}), "org.yaml")
-    assert bare.notifications.on == ("failure", "incomplete", "success") and bare.smtp is None
+    assert bare.notifications.on == ("failure", "incomplete", "success", "approval") and bare.smtp is None
 
 
 def test_implicit_tls_defaults_to_465_and_cannot_be_combined_with_starttls():
@@ -81,7 +81,7 @@ def test_a_secret_pasted_where_a_variable_name_belongs_is_never_echoed():
     (SMTP, {"email": {"to": ["a@example.org"], "cc": ["A@example.org"]}},
      "notifications.email: a@example.org given more than once in to and cc"),
     (None, {"webhook": {"url_env": "HOOK"}, "on": ["sucess"]},
-     "notifications.on[0]: Input should be 'failure', 'incomplete' or 'success' (got 'sucess')"),
+     "notifications.on[0]: Input should be 'failure', 'incomplete', 'success' or 'approval' (got 'sucess')"),
     (None, {"webhook": {"url_env": "HOOK"}, "on": []}, "notifications: on: give at least one of failure"),
     (None, {"webhook": {"url_env": "HOOK"}, "subject_prefix": "x\nBcc: all@example.org"},
      "notifications.subject_prefix: String should match pattern"),

@@ -13,12 +13,12 @@ import logging
 import sys
 import traceback
 
-from billing.cli import accounts, config, contracts, corrections, export, monthly, payments, reports, serve
+from billing.cli import accounts, config, contracts, corrections, export, monthly, payments, reports, sending, serve
 from billing.cli.common import check_output_folder, preflight  # noqa: F401  (used by tests)
 from billing.errors import BillingError, InputError
 
 log = logging.getLogger("billing")
-GROUPS = (monthly, corrections, contracts, reports, payments, accounts, export, config, serve)
+GROUPS = (monthly, corrections, sending, contracts, reports, payments, accounts, export, config, serve)
 
 
 def _parser() -> argparse.ArgumentParser:

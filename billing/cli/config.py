@@ -26,6 +26,9 @@ def cmd_validate(args) -> int:
           f"{len(org.hubs)} hubs, {len(org.pricing_plans)} pricing plans, {len(org.funders)} funders")
     print(f"  id {org.org_id}; time zone {org.timezone}; billing serve schedules the monthly run at "
           f"'{default_cron(org)}' (06:00 on the day each month closes)")
+    if org.approval.required:
+        print(f"  approval required: the monthly flow drafts each month and waits up to "
+              f"{org.approval.timeout_hours:g} hours for a person to approve it before finalizing and sending")
     for problem in unset_variables(org):
         print(f"warning: {problem}", file=sys.stderr)
     return 0

@@ -21,7 +21,7 @@ from billing.ledger.invoices import (DOCUMENT_TYPES, STATUSES, CarriedAdjustment
                                      lines_total, today_utc)
 from billing.ledger.record import (Event, Evidence, Expected, MonthRecord, all_finalized, carried_adjustments,
                                    default_actor, describe_change, document, finalized_month, finalized_state,
-                                   history, input_manifest, month_invoices, plan_recording, record_month, recording_month,
+                                   history, input_manifest, latest_events, month_invoices, plan_recording, record_event, record_month, recording_month,
                                    state_changes)
 from billing.ledger.payments import (AccountDocument, Allocation, Payment, all_documents, all_payments,
                                      paid_by_document)
@@ -36,6 +36,6 @@ __all__ = ["AccountDocument", "Allocation", "Payment", "all_documents", "all_pay
            "Correction", "Event", "EventRow", "Evidence", "EvidenceRow", "Expected", "InputManifestRow", "Invoice",
            "InvoiceRow", "Line", "LineRow", "MonthRecord", "SequenceRow", "all_finalized", "amending_month",
            "build_invoices", "carried_adjustments", "credit_note_for", "default_actor", "describe_change",
-           "document", "finalized_month", "finalized_state", "history", "input_manifest", "ledger_url",
-           "lines_total", "migrate", "month_invoices", "open_ledger", "plan_recording", "record_month", "recording_month", "safe_url",
+           "document", "finalized_month", "finalized_state", "history", "input_manifest", "latest_events", "ledger_url",
+           "lines_total", "migrate", "month_invoices", "open_ledger", "plan_recording", "record_event", "record_month", "recording_month", "safe_url",
            "state_changes", "today_utc", "voiding"]

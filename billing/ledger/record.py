@@ -475,3 +475,22 @@ def history(engine: Engine, number: str) -> list[Event]:
     with Session(engine) as session:
         rows = session.scalars(select(EventRow).where(EventRow.number == number).order_by(EventRow.at, EventRow.id))
         return [Event(r.number, r.event, r.at, r.actor, r.reason, json.loads(r.details)) for r in rows]
+
+
+def record_event(engine: Engine, number: str, event: str, *, actor: str | None = None, reason: str | None = None,
+                 now: dt.datetime | None = None, **details) -> None:
+    """Keep one event of a document that changes nothing else (it was sent, a delivery failed), committed now."""
+    with Session(engine) as session, session.begin():
+        add_event(session, number, event, actor or default_actor(), now or dt.datetime.now(dt.timezone.utc),
+                  reason, **details)
+
+
+def latest_events(engine: Engine, numbers: list[str], event: str) -> dict[str, Event]:
+    """The latest event of this kind of each of these documents (those that have one)."""
+    latest: dict[str, Event] = {}
+    with Session(engine) as session:
+        rows = session.scalars(select(EventRow).where(EventRow.number.in_(numbers), EventRow.event == event)
+                               .order_by(EventRow.at, EventRow.id))
+        for r in rows:
+            latest[r.number] = Event(r.number, r.event, r.at, r.actor, r.reason, json.loads(r.details))
+    return latest
