@@ -28,7 +28,7 @@ for {{ document.month }}.
 {% if document.type == "invoice" %}
 Total due: {{ document.total }}, by {{ document.due_date }}.
 {% elif document.type == "credit_note" %}
-It credits {{ document.total }}{% if document.corrects %} to {{ document.corrects }}{% endif %}.
+It credits {{ document.credited }}{% if document.corrects %} to {{ document.corrects }}{% endif %}.
 {% else %}
 Nothing is due for this month: {{ document.total }}.
 {% endif %}
@@ -42,8 +42,8 @@ TITLES = {"invoice": "Invoice", "credit_note": "Credit note", "statement": "Stat
 
 # The values a template can use; documented in the README and shown when a template names another.
 VALUES = {
-    "document": ("number", "type", "title", "month", "issue_date", "due_date", "total", "amount", "currency",
-                 "corrects", "pdf"),
+    "document": ("number", "type", "title", "month", "issue_date", "due_date", "total", "amount", "credited",
+                 "currency", "corrects", "pdf"),
     "party": ("id", "kind", "name", "contact", "email"),
     "issuer": ("name", "email", "website"),
     "organization": ("name",),
@@ -57,7 +57,7 @@ def example_context(document_type: str = "invoice") -> dict[str, Any]:
     return {
         "document": {"number": "INV-2026-0001", "type": document_type, "title": TITLES[document_type],
                      "month": "2026-01", "issue_date": "2026-02-06", "due_date": "2026-03-08",
-                     "total": "1,234.56 USD", "amount": "1234.56", "currency": "USD",
+                     "total": "1,234.56 USD", "amount": "1234.56", "credited": "1,234.56 USD", "currency": "USD",
                      "corrects": "INV-2025-0042" if document_type == "credit_note" else None,
                      "pdf": "INV-2026-0001.pdf"},
         "party": {"id": "alpha", "kind": "community", "name": "Alpha University", "contact": "Billing Office",
