@@ -266,7 +266,7 @@ def test_the_credit_note_of_a_document_that_was_sent_is_sent(smtp_server, org_di
     assert capsys.readouterr().out.splitlines()[-1] == "2022-01: 1 sent, 1 skipped, 0 failed"
     note = smtp_server.received[-1].message
     assert note["Subject"] == f"Test Hubs Inc.: Credit note TST-CN-{_year()}-0001 (2022-01)"
-    assert "It credits -1,555.25 USD to TST-2022-0002." in note.get_body(("plain",)).get_content()
+    assert "It credits 1,555.25 USD to TST-2022-0002." in note.get_body(("plain",)).get_content()
 
 
 def _year() -> int:
