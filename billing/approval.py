@@ -29,7 +29,7 @@ from billing.config import Organization
 from billing.errors import BillingError
 from billing.ledger import Invoice
 from billing.months import Month
-from billing.pipeline import (MonthResult, RunOptions, Stage, _identity, _outcome, close_options, month_guard,
+from billing.pipeline import (MonthResult, RunOptions, Stage, run_inline, run_outcome, close_options, month_guard,
                               month_result, prepare_month)
 
 
@@ -53,7 +53,7 @@ class ProposalChanged(BillingError):
     """The documents differ from those reviewed: nothing was finalized."""
 
 
-def propose_month(org: Organization, month: Month, opts: RunOptions, stage: Stage = _identity) -> Proposal:
+def propose_month(org: Organization, month: Month, opts: RunOptions, stage: Stage = run_inline) -> Proposal:
     """Price the month and record and render its documents as drafts, for a person to review."""
     closing, notes = close_options(org, month, opts)
     review_closing = dataclasses.replace(closing, draft=True)
@@ -62,7 +62,7 @@ def propose_month(org: Organization, month: Month, opts: RunOptions, stage: Stag
         closed = stage(close_month)(org, month, prepared.ingested, prepared.attributed, prepared.reconciliation,
                                     prepared.usage, review_closing)
         proposal = Proposal(month, prepared, closing, month_result(prepared, closed, review_closing, notes), notes)
-        report.update(_outcome(proposal.review, None))
+        report.update(run_outcome(proposal.review, None))
         if proposal.pending:
             report.update(outcome="pending", message="")
     return proposal
@@ -82,7 +82,7 @@ def finalize_proposal(org: Organization, proposal: Proposal, opts: RunOptions, *
                                   "nothing was finalized: run the month again to review them")
         closed = finalize_plan(org, plan, render_plan(plan, closing), closing)
         result = month_result(proposal.prepared, closed, closing, proposal.notes)
-        report.update(_outcome(result, None))
+        report.update(run_outcome(result, None))
         report.update(approved_by=closing.actor, approval_reason=reason)
     return result
 

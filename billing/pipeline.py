@@ -85,7 +85,8 @@ def month_failure(month: Month, err: Exception) -> str:
     return str(err)
 
 
-def _identity(fn: Callable) -> Callable:
+def run_inline(fn: Callable) -> Callable:
+    """The stage wrapper of a plain run: call the function here (the flows wrap stages as Prefect tasks)."""
     return fn
 
 
@@ -170,7 +171,7 @@ def month_guard(org: Organization, month: Month | str, opts: RunOptions, command
             try:
                 yield report
             except BaseException as err:
-                report.update(_outcome(None, err))
+                report.update(run_outcome(None, err))
                 raise
             finally:
                 outcome, message = report.pop("outcome"), report.pop("message")
@@ -189,12 +190,12 @@ def totals_by_currency(documents: list[Invoice]) -> dict[str, str]:
     return {c: str(t) for c, t in sorted(totals.items())}
 
 
-def run_month(org: Organization, month: Month, opts: RunOptions, stage: Stage = _identity) -> MonthResult:
+def run_month(org: Organization, month: Month, opts: RunOptions, stage: Stage = run_inline) -> MonthResult:
     """Ingest, attribute, price, then finalize with every document rendered before the commit."""
     closing, notes = close_options(org, month, opts)
     with month_guard(org, month, opts, "run") as report:
         result = _run_month(org, month, opts, closing, notes, stage)
-        report.update(_outcome(result, None))
+        report.update(run_outcome(result, None))
     return result
 
 
@@ -234,7 +235,7 @@ def month_result(prepared: PreparedMonth, closed: Closed, closing: CloseOptions,
                        restated=restatement.describe() if restatement else [])
 
 
-def _outcome(result: MonthResult | None, err: BaseException | None) -> dict:
+def run_outcome(result: MonthResult | None, err: BaseException | None) -> dict:
     """How a month's run ended, for `billing status`."""
     if result is not None:
         return {"outcome": "draft" if result.draft else ("restated" if result.restated else "finalized"),
@@ -302,7 +303,7 @@ def backfill_in_parallel(org: Organization, months: list[Month], opts: RunOption
                     except Exception as failure:  # noqa: BLE001 - reported as that month's failure
                         err = failure
                 ledger_mod.record_run(engine, org.org_id, str(month), command="run", started_at=started,
-                                      actor=opts.actor, **_outcome(result, err))
+                                      actor=opts.actor, **run_outcome(result, err))
                 yield month, result, err
     finally:
         engine.dispose()
@@ -331,7 +332,7 @@ class AmendResult:
 
 
 def amend(org: Organization, month: Month, opts: RunOptions, *, reason: str, policy: str = "reissue",
-          stage: Stage = _identity) -> AmendResult:
+          stage: Stage = run_inline) -> AmendResult:
     """Recompute a finalized month from its data today and correct its documents (credit notes and
     replacements, or adjustments on the next invoice)."""
     closing, notes = close_options(org, month, replace(opts, draft=False, allow_estimated=True))
