@@ -149,7 +149,44 @@ def test_usage_files_cover_the_hubs(org):
     assert len({r["date"] for r in daily}) == 365
     with open(SAMPLE / "data" / "usage" / "mau.csv", newline="") as fh:
         mau = list(csv.DictReader(fh))
-    assert list(mau[0]) == ["month", "hub", "mau"]
+    assert list(mau[0]) == ["month", "hub", "mau", "staff"]
     assert {r["hub"] for r in mau} == set(hubs)
     assert {r["month"] for r in mau} == {f"2022-{m:02d}" for m in range(1, 13)}
     assert max(int(r["mau"]) for r in mau) <= 2000
+    assert all(0 <= int(r["staff"]) <= int(r["mau"]) for r in mau)
+    assert any(0 < int(r["staff"]) < int(r["mau"]) for r in mau)
+    # a staging hub's users are all staff, and its users are not billed anyway
+    staging = [r for r in mau if hubs[r["hub"]].tag_value == "staging"]
+    assert staging and all(r["staff"] == r["mau"] for r in staging)
+    assert all(not hubs[r["hub"]].billable_users for r in staging)
+
+
+def test_contracts_as_they_really_are(org):
+    """The sample shows what real contracts and grants do (see billing/sample/generate.py's docstring)."""
+    from billing.months import Month
+
+    plans = {p.id: p for p in org.pricing_plans}
+    # a plan change in July: from the fee by kind to membership plus a fee per monthly active user
+    npu = org.community("npu")
+    assert npu.plan_for("2022-06") == "alpha-2022" and npu.plan_for("2022-07") == "usage-2026-pilot"
+    assert "graduated_usage" in {ch.model for ch in plans["usage-2026-pilot"].charges}
+    # a contract that starts on a day: 18 of April's 30 days
+    hydro = org.community("hydro")
+    assert hydro.active_from == "2022-04-13" and org.active_days(hydro, Month(2022, 4)) == (18, 30)
+    assert [(o.party, o.month) for o in org.one_offs] == [("community:hydro", "2022-04")]
+    # a membership billed once a year
+    annual = [ch.params for p in org.pricing_plans for ch in p.charges if ch.params.get("every") == "year"]
+    assert annual == [{"amount": "15000.00", "every": "year", "billing_month": 7,
+                       "description": "Membership (general), {amount} a year, billed each July"}]
+    # the grant's 2022 award starts in April, after a pilot award for the first quarter
+    (funder,) = org.funders
+    assert [(a.id, a.start, a.until) for a in funder.awards] == [("gc-pilot", "2022-01", "2022-03"),
+                                                                  ("gc-2022", "2022-04", "2023-03")]
+    assert funder.award_for("2022-03").id == "gc-pilot" and funder.award_for("2022-11").id == "gc-2022"
+    # the capped plan: a fee below the cap, which applies to fees (and markup) only
+    custom = {ch.model: ch.params for ch in plans["partner-custom"].charges}
+    assert Decimal(custom["fixed_fee"]["amount"]) < Decimal(custom["cap"]["amount"])
+    assert custom["cap"]["applies_to"] == "fees" and "tier_fee" not in custom
+    # a prepaid balance, and staging hubs whose users are not billed
+    assert [p.id for c in org.communities for p in c.prepaid] == ["bio-obs-2022"]
+    assert {h.id for h in org.hubs if not h.billable_users} == {h.id for h in org.hubs if h.tag_value == "staging"}
