@@ -170,7 +170,7 @@ def write_simulation_plot(path: Path, result: Simulation, org_name: str, top: in
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     currencies = sorted({r.currency for r in result.rows}) or ["USD"]
     fig, axes = plt.subplots(len(currencies), 2, figsize=(13, 4.8 * len(currencies)), squeeze=False,
@@ -199,6 +199,7 @@ def write_simulation_plot(path: Path, result: Simulation, org_name: str, top: in
         values = [float(v) for _, v in chosen]
         extremes.barh(names, values, color=["#b5443a" if v < 0 else "#3a8b4f" for v in values])
         extremes.axvline(0, color="#444444", linewidth=0.8)
+        extremes.xaxis.set_major_locator(MaxNLocator(nbins=5))   # signed thousands are wide: few enough to not touch
         extremes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+,.0f}"))
         extremes.set_title("Largest winners and losers (proposed - invoiced)")
         extremes.spines[["top", "right"]].set_visible(False)

@@ -307,3 +307,10 @@ def test_grants_adjust_and_a_simulation_of_the_current_plans_equal_to_the_ledger
                    "--community", "beta") == 0
     proposed = {(r["month"], r["community"]): r for r in read(tmp / "out" / "simulation.csv")}
     assert D(proposed[("2022-01", "beta")]["difference"]) == D("0.00")      # same charges, only who pays differs
+    # written to a folder of its own, it reads the runs' ledger; without one there, it says which to give
+    capsys.readouterr()
+    assert billing(world, "simulate", "--from", "2022-01", "--to", "2022-03", "--out", str(tmp / "what-if")) == 2
+    assert "--ledger sqlite:///out/ledger.db" in capsys.readouterr().err and not (tmp / "what-if").exists()
+    assert billing(world, "simulate", "--from", "2022-01", "--to", "2022-03", "--out", str(tmp / "what-if"),
+                   "--ledger", f"sqlite:///{tmp / 'out' / 'ledger.db'}") == 0
+    assert {r["difference"] for r in read(tmp / "what-if" / "simulation.csv")} == {"0.00"}

@@ -149,7 +149,107 @@ def test_usage_files_cover_the_hubs(org):
     assert len({r["date"] for r in daily}) == 365
     with open(SAMPLE / "data" / "usage" / "mau.csv", newline="") as fh:
         mau = list(csv.DictReader(fh))
-    assert list(mau[0]) == ["month", "hub", "mau"]
+    assert list(mau[0]) == ["month", "hub", "mau", "staff"]
     assert {r["hub"] for r in mau} == set(hubs)
     assert {r["month"] for r in mau} == {f"2022-{m:02d}" for m in range(1, 13)}
     assert max(int(r["mau"]) for r in mau) <= 2000
+    assert all(0 <= int(r["staff"]) <= int(r["mau"]) for r in mau)
+    assert any(0 < int(r["staff"]) < int(r["mau"]) for r in mau)
+    # a staging hub's users are all staff, and its users are not billed anyway
+    staging = [r for r in mau if hubs[r["hub"]].tag_value == "staging"]
+    assert staging and all(r["staff"] == r["mau"] for r in staging)
+    assert all(not hubs[r["hub"]].billable_users for r in staging)
+
+
+def test_contracts_as_they_really_are(org):
+    """The sample shows what real contracts and grants do (see billing/sample/generate.py's docstring)."""
+    from billing.months import Month
+
+    plans = {p.id: p for p in org.pricing_plans}
+    # a plan change in July: from the fee by kind to membership plus a fee per monthly active user
+    npu = org.community("npu")
+    assert npu.plan_for("2022-06") == "alpha-2022" and npu.plan_for("2022-07") == "usage-2026-pilot"
+    assert "graduated_usage" in {ch.model for ch in plans["usage-2026-pilot"].charges}
+    # a contract that starts on a day: 18 of April's 30 days
+    hydro = org.community("hydro")
+    assert hydro.active_from == "2022-04-13" and org.active_days(hydro, Month(2022, 4)) == (18, 30)
+    assert [(o.party, o.month) for o in org.one_offs] == [("community:hydro", "2022-04")]
+    # a membership billed once a year
+    annual = [ch.params for p in org.pricing_plans for ch in p.charges if ch.params.get("every") == "year"]
+    assert annual == [{"amount": "15000.00", "every": "year", "billing_month": 7,
+                       "description": "Membership (general), {amount} a year, billed each July"}]
+    # the grant's 2022 award starts in April, after a pilot award for the first quarter
+    (funder,) = org.funders
+    assert [(a.id, a.start, a.until) for a in funder.awards] == [("gc-pilot", "2022-01", "2022-03"),
+                                                                  ("gc-2022", "2022-04", "2023-03")]
+    assert funder.award_for("2022-03").id == "gc-pilot" and funder.award_for("2022-11").id == "gc-2022"
+    # the capped plan: a fee below the cap, which applies to fees (and markup) only
+    custom = {ch.model: ch.params for ch in plans["partner-custom"].charges}
+    assert Decimal(custom["fixed_fee"]["amount"]) < Decimal(custom["cap"]["amount"])
+    assert custom["cap"]["applies_to"] == "fees" and "tier_fee" not in custom
+    # a prepaid balance, and staging hubs whose users are not billed
+    assert [p.id for c in org.communities for p in c.prepaid] == ["bio-obs-2022"]
+    assert {h.id for h in org.hubs if not h.billable_users} == {h.id for h in org.hubs if h.tag_value == "staging"}
+
+
+@pytest.fixture(scope="module")
+def priced_year(org, tmp_path_factory):
+    """The sample's 2022 priced month by month (no ledger, no PDF), what each month used up carried to the next
+    (the sample has no yearly minimum, so the year's charges need not be carried)."""
+    from billing.attribution import attribute
+    from billing.ingest import ingest_month
+    from billing.months import Month
+    from billing.pricing import price_month
+    from billing.sources import SnapshotStore
+    from billing.usage import load_usage
+    from pricing_models.base import PricingState
+
+    state, year = PricingState(), {}
+    snapshots = SnapshotStore(tmp_path_factory.mktemp("snap"))
+    for m in range(1, 13):
+        month = Month(2022, m)
+        usage = load_usage(org, month)
+        # price_month records what each month draws from awards and prepaid balances into `state`
+        year[str(month)] = price_month(org, month, attribute(org, ingest_month(org, month, snapshots), usage), usage,
+                                       state)
+    return year
+
+
+def _lines(charges, kind=None):
+    return [(c.description, c.rounded) for c in charges if kind is None or c.kind == kind]
+
+
+def test_the_sample_year_shows_each_contract(priced_year):
+    # hydro starts on 13 April: its fees are prorated, and it pays a setup fee (a one-off, not a pricing model)
+    assert ("Monthly service fee (Research tier): 18 of 30 days of $1,500.00", Decimal("900.00")) in \
+        _lines(priced_year["2022-04"]["hydro"], "fee")
+    # npu changes plan in July: membership plus a fee on its billable users (not staging, not staff)
+    assert [d for d, _ in _lines(priced_year["2022-06"]["npu"], "fee")] == ["Monthly service fee (Education tier)"]
+    assert ("Membership (general), $15,000 per year", Decimal("1250.00")) in _lines(priced_year["2022-07"]["npu"])
+    # genomics-alliance's membership is billed in July only
+    yearly = {m: [a for d, a in _lines(cs["genomics-alliance"], "fee") if d.startswith("Membership")]
+              for m, cs in priced_year.items()}
+    assert {m: v for m, v in yearly.items() if v} == {"2022-07": [Decimal("15000.00")]}
+    # the cap on fees never credits more than the markup, and credits some of it in the busy months
+    caps = [(dict(_lines(cs["polar-lab"], "markup")), -sum(a for _, a in _lines(cs["polar-lab"], "cap")))
+            for cs in priced_year.values()]
+    assert all(credit <= sum(markup.values()) for markup, credit in caps) and any(credit > 0 for _, credit in caps)
+    # bio-obs's prepaid balance runs out in August
+    drawn = {m: -sum(a for _, a in _lines(cs["bio-obs"], "prepaid")) for m, cs in priced_year.items()}
+    assert sum(drawn.values()) == Decimal("20000.00") and drawn["2022-08"] > 0 and drawn["2022-09"] == 0
+
+
+def test_the_sample_grant_award_runs_out_in_november(org, priced_year):
+    def funded(month):
+        return {c: sum(ch.rounded for ch in cs if ch.kind == "subsidy" and ch.bill_to) for c, cs in
+                priced_year[month].items() if any(ch.kind == "subsidy" and ch.bill_to for ch in cs)}
+
+    grant = {c.id for c in org.communities if c.funder}
+    april_on = sum(sum(funded(f"2022-{m:02d}").values()) for m in range(4, 13))
+    assert april_on == Decimal("115000.00")                  # the 2022 award, to the cent, and never more
+    assert set(funded("2022-10")) == {c for c in grant if org.is_active(org.community(c), "2022-10")}
+    november = funded("2022-11")
+    assert 0 < len(november) < len(grant)                   # some communities are paid for, the rest pay
+    partly = [c for c, cs in priced_year["2022-11"].items() if any("now used up" in ch.description for ch in cs)]
+    assert partly == ["ups"] and sum(ch.rounded for ch in priced_year["2022-11"]["ups"]) > 0
+    assert funded("2022-12") == {}                           # used up: December is the communities' own

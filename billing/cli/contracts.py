@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 from billing.cli.common import common_options, load_org, parse_month, preflight
 from billing.errors import InputError
@@ -94,6 +95,19 @@ def cmd_grants(args) -> int:
     return 0
 
 
+def _existing_ledger(org, args) -> None:
+    """The invoiced history must exist: a simulation written to a folder of its own would otherwise open (and
+    create) an empty ledger there and compare with nothing."""
+    from billing import ledger as ledger_mod
+
+    url = ledger_mod.ledger_url(org, str(args.out), args.ledger)
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if not path.exists():
+            raise InputError(f"no ledger at {path}: the simulation prices the invoiced history, so give the ledger "
+                             "of your runs, e.g. --ledger sqlite:///out/ledger.db (or BILLING_LEDGER_URL)")
+
+
 def cmd_simulate(args) -> int:
     from billing.simulation import simulate, write_simulation
 
@@ -103,6 +117,7 @@ def cmd_simulate(args) -> int:
         raise InputError(f"--from/--to: {first} is after {last}")
     if args.community and not args.plan:
         raise InputError("--community is for --plan: which communities the proposed plan applies to")
+    _existing_ledger(org, args)
     result = simulate(org, first, last, out_dir=args.out, ledger_url=args.ledger, plan=args.plan,
                       communities=args.community)
     write_simulation(args.out, result, org.name)

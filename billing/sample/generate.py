@@ -16,7 +16,7 @@ Output, relative to the target folder:
   sub-account x hub tag x service/SKU);
 - ``data/usage/daily-usage-2022.csv``: memory requested per hub per day on
   the shared clusters (GiB-hours), to split their shared cost;
-- ``data/usage/mau.csv``: monthly active users per hub.
+- ``data/usage/mau.csv``: monthly active users per hub, and how many of them are staff.
 
 Determinism: every random draw comes from ``random.Random`` seeded with a
 string naming what is drawn (seed, entity, month), so output does not depend
@@ -35,6 +35,16 @@ hub that no configuration knows ("ghost-workshop" on the shared AWS
 cluster), rows from a GCP project that no cluster claims ("ohc-sandbox"), a
 hub with no usage in July, hubs and a cluster that start or stop mid-year,
 and a hub identified by its whole AWS account instead of a tag.
+
+And contracts as they really are: a community that changes plan in July
+(npu: from the 2022 fee by kind to membership plus a fee per monthly active
+user), one whose contract starts on 13 April (hydro: its cluster too, and
+April's fees are prorated, "18 of 30 days"; with a one-off setup fee), a
+membership billed once a year in July (genomics-alliance), a grant whose
+2022 award starts in April and is used up in November (that month the funder
+pays what is left, the communities the rest), a prepaid balance that runs
+out (bio-obs), staging hubs whose users are not billed and a staff column in
+the MAU file, and a partnership plan whose fee and markup are capped.
 """
 from __future__ import annotations
 
@@ -111,8 +121,8 @@ class FlowList(list):
 
 
 def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
-    # Months ("2022-04") in quotes, so no YAML reader takes them for anything but text.
-    style = "'" if re.fullmatch(r"\d{4}-\d{2}", text) else None
+    # Months ("2022-04") and days ("2022-04-13") in quotes, so no YAML reader takes them for anything but text.
+    style = "'" if re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", text) else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
 
 
@@ -151,6 +161,14 @@ FUNDERS = [{
     "billing_contact": {"name": "Grants Office, Global Communities Program",
                         "email": "grants@globalcommunities.example.org",
                         "address": ["2000 Example Avenue", "Redwood City, CA 94063", "United States"]},
+    # A pilot award paid the first quarter; the 2022 award starts in April and, with more communities
+    # joining than planned, is used up in November: that month the funder pays what is left, the
+    # communities the rest, and from then on they pay their own charges.
+    "awards": [
+        FlowMap({"id": "gc-pilot", "amount": "30000.00", "currency": "USD", "from": "2022-01", "until": "2022-03"}),
+        FlowMap({"id": "gc-2022", "amount": "115000.00", "currency": "USD", "from": "2022-04",
+                 "until": "2023-03"}),
+    ],
 }]
 
 GRADUATED_MAU_TIERS = [
@@ -178,11 +196,22 @@ PLANS = [
      "charges": [{"model": "fixed_fee", "amount": "1250.00", "description": "Membership (general), $15,000 per year"},
                  {"model": "graduated_usage", "tiers": GRADUATED_MAU_TIERS},
                  {"model": "cloud_passthrough"}]},
-    {"id": "partner-custom",
-     "name": "Custom partnership: fee by kind, cloud cost plus 10%, at most $3,000 per month",
+    {"id": "usage-2026-annual",
+     "name": "The 2026 model with the membership billed once a year, in July: a fee on monthly active users, "
+             "cloud at cost",
      "currency": "USD",
-     "charges": [TIER_FEES, {"model": "cloud_passthrough"}, {"model": "markup", "percent": "10"},
-                 {"model": "cap", "amount": "3000.00"}]},
+     "charges": [{"model": "fixed_fee", "amount": "15000.00", "every": "year", "billing_month": 7,
+                  "description": "Membership (general), {amount} a year, billed each July"},
+                 {"model": "graduated_usage", "tiers": GRADUATED_MAU_TIERS},
+                 {"model": "cloud_passthrough"}]},
+    {"id": "partner-custom",
+     "name": "Custom partnership: a fixed fee, cloud cost plus 10%, fee and markup at most $3,000 per month",
+     "currency": "USD",
+     # The cap limits what the organization earns (fee and markup), never the cloud cost passed through:
+     # it credits part of the markup in the busier months (cloud above $1,500).
+     "charges": [{"model": "fixed_fee", "amount": "2850.00", "description": "Partnership fee"},
+                 {"model": "cloud_passthrough"}, {"model": "markup", "percent": "10"},
+                 {"model": "cap", "amount": "3000.00", "applies_to": "fees"}]},
 ]
 
 
@@ -191,12 +220,12 @@ class CommunitySpec:
     id: str
     name: str
     kind: str
-    plan: str
+    plan: str | tuple[tuple[str, str], ...]    # a plan, or its history: ((from month, plan), ...)
     contact: str
     email: str
     address: tuple[str, ...]
     funder: str | None = None
-    active_from: str | None = None
+    active_from: str | None = None       # a month (YYYY-MM) or a day (YYYY-MM-DD)
     active_until: str | None = None
 
 
@@ -208,6 +237,17 @@ ACCOUNTS_PAYABLE = {
                   "customer_reference": "Dept. of Statistics, project 22-117", "einvoice": "factur-x"},
     "cvu": {"purchase_order": "CVU-PO-22-0381"},
 }
+
+# Balances bought in advance, drawn down month by month.
+PREPAID = {
+    "bio-obs": [FlowMap({"id": "bio-obs-2022", "amount": "20000.00", "from": "2022-01", "applies_to": "all"})],
+}
+
+# One-off charges and credits, each its own line on the party's invoice of the month.
+ONE_OFFS = [
+    FlowMap(party="community:hydro", month="2022-04", description="Onboarding and cluster setup",
+            amount="2500.00", kind="charge"),
+]
 
 COMMUNITIES = [
     # Latin America (grant-funded, shared GCP cluster "latam")
@@ -251,11 +291,12 @@ COMMUNITIES = [
                   "partnership@opengeo.example.org", ("300 Science Drive", "Boulder, CO 80305", "United States")),
     CommunitySpec("hydro", "Hydrology Research Consortium", "research", "alpha-2022", "Emily Tran",
                   "accounts@hydroconsortium.example.org", ("1500 Water Street", "Tuscaloosa, AL 35401", "United States"),
-                  active_from="2022-04"),
+                  active_from="2022-04-13"),
     CommunitySpec("ocean-lab", "Coastal Ocean Modeling Lab", "research", "usage-2026-pilot", "Rafael Moreno",
                   "oceanlab-admin@example.edu", ("School of Oceanography, Box 357940", "Seattle, WA 98195",
                                                  "United States")),
-    CommunitySpec("npu", "Northern Plains University", "education", "alpha-2022", "Office of Sponsored Programs",
+    CommunitySpec("npu", "Northern Plains University", "education",
+                  (("2022-01", "alpha-2022"), ("2022-07", "usage-2026-pilot")), "Office of Sponsored Programs",
                   "osp@npu.example.edu", ("1000 University Avenue", "Grand Forks, ND 58202", "United States")),
     CommunitySpec("bio-obs", "Biodiversity Observatory Network", "research", "alpha-2022", "Anke de Vries",
                   "finance@bioobs.example.org", ("Sciencepark 904", "1098 XH Amsterdam", "Netherlands")),
@@ -278,7 +319,7 @@ COMMUNITIES = [
                   "fellows-admin@earthfellows.example.org", ("PO Box 1148", "Santa Barbara, CA 93102", "United States")),
     CommunitySpec("smithfield", "Smithfield Polytechnic", "education", "alpha-2022", "Accounts Payable",
                   "payables@smithfield.example.edu", ("45 Foundry Street", "Pittsburgh, PA 15222", "United States")),
-    CommunitySpec("genomics-alliance", "Genomics Data Alliance", "research", "usage-2026-pilot", "Hiroshi Tanaka",
+    CommunitySpec("genomics-alliance", "Genomics Data Alliance", "research", "usage-2026-annual", "Hiroshi Tanaka",
                   "billing@genomicsalliance.example.org", ("415 Main Street", "Cambridge, MA 02142", "United States")),
     CommunitySpec("neuro-school", "Neuroimaging Summer School", "education", "alpha-2022", "Chloé Dubois",
                   "summerschool@neuro.example.org", ("Campus Box 88", "Seattle, WA 98105", "United States"),
@@ -310,6 +351,7 @@ class ClusterSpec:
     core_nodes: int = 1
     first: int = 1             # first and last month the cluster runs
     last: int = 12
+    start_day: int = 1         # the day of its first month it starts
 
 
 GCP_BILLING_ACCOUNT = "01B7E2-4C9A3F-D58E61"
@@ -334,7 +376,7 @@ CLUSTERS = [
     ClusterSpec("open-geo", "gcp", "ohc-open-geo", "OHC Open Geoscience", "us-central1", "Americas", "1",
                 community="open-geo"),
     ClusterSpec("hydro", "gcp", "ohc-hydro", "OHC Hydrology Research", "us-east1", "Americas", "1",
-                community="hydro", first=4),
+                community="hydro", first=4, start_day=13),
     ClusterSpec("ocean-lab", "gcp", "ohc-ocean-lab", "OHC Coastal Ocean Modeling", "us-west1", "Americas", "1",
                 community="ocean-lab"),
     ClusterSpec("npu", "gcp", "ohc-npu", "OHC Northern Plains University", "us-central1", "Americas", "1",
@@ -376,6 +418,7 @@ class HubSpec:
     bucket_gib: int = 0        # object storage (GiB), 0 = none
     first: int = 1
     last: int = 12
+    start_day: int = 1          # the day of its first month it starts
     idle: tuple[int, ...] = ()  # months with no usage at all
 
 
@@ -403,8 +446,9 @@ HUBS = [
     H("open-geo-staging", "open-geo", "open-geo", "staging", 10, "8", home_gib=30),
     H("open-geo-prod", "open-geo", "open-geo", "prod", 300, "15", "research", "0.3", home_gib=1500, bucket_gib=3000),
     H("open-geo-workshop", "open-geo", "open-geo", "workshop", 150, "6", "event", "0", home_gib=200, first=9),
-    H("hydro-staging", "hydro", "hydro", "staging", 5, "6", first=4),
-    H("hydro-prod", "hydro", "hydro", "prod", 120, "15", "research", "0.6", home_gib=400, bucket_gib=1000, first=4),
+    H("hydro-staging", "hydro", "hydro", "staging", 5, "6", first=4, start_day=13),
+    H("hydro-prod", "hydro", "hydro", "prod", 120, "15", "research", "0.6", home_gib=400, bucket_gib=1000, first=4,
+      start_day=13),
     H("ocean-lab-staging", "ocean-lab", "ocean-lab", "staging", 5, "5"),
     H("ocean-lab-prod", "ocean-lab", "ocean-lab", "prod", 70, "20", "research", "0.3", home_gib=600, bucket_gib=2000),
     H("npu-staging", "npu", "npu", "staging", 5, "3", "edu"),
@@ -510,6 +554,13 @@ def hub_mau(hub: HubSpec, month: int) -> int | None:
     return max(5, int(value))
 
 
+def hub_staff(hub: HubSpec, month: int, mau: int) -> int:
+    """How many of a hub's monthly active users are the operator's staff: all of a staging hub's, else a few."""
+    if hub.tag == "staging":
+        return mau
+    return min(mau, _rng("staff", hub.id, month).randint(0, 3))
+
+
 def hub_daily_usage(hub: HubSpec, month: int) -> dict[dt.date, Decimal]:
     """Memory requested per day (GiB-hours); empty when the hub does not exist that month."""
     mau = hub_mau(hub, month)
@@ -518,6 +569,8 @@ def hub_daily_usage(hub: HubSpec, month: int) -> dict[dt.date, Decimal]:
     rng = _rng("usage", hub.id, month)
     out = {}
     for day in _days(month):
+        if not _started(hub, day):
+            continue
         weekday = Decimal(1) if day.weekday() < 5 else WEEKEND_FACTORS[hub.season]
         noise = _factor(rng, 800, 1200)
         out[day] = (mau * Decimal(hub.intensity) * weekday * noise).quantize(Q_USAGE)
@@ -829,6 +882,11 @@ def _cluster_runs(c: ClusterSpec, month: int) -> bool:
     return c.first <= month <= c.last
 
 
+def _started(spec: ClusterSpec | HubSpec, day: dt.date) -> bool:
+    """Whether a cluster or hub has started by `day` (one that starts mid-month has no cost before)."""
+    return (day.month, day.day) >= (spec.first, spec.start_day)
+
+
 def cost_rows(provider: str, month: int, usage: dict[str, dict[dt.date, Decimal]]) -> list[dict[str, Any]]:
     """Every FOCUS row of one provider's export for one month."""
     w = MonthWriter(provider, month)
@@ -838,18 +896,21 @@ def cost_rows(provider: str, month: int, usage: dict[str, dict[dt.date, Decimal]
     usage_cost = {c.sub_account: ZERO for c in clusters}  # AWS: base of the tax
     for day in _days(month):
         for c in clusters:
+            if not _started(c, day):
+                continue
+            running = [h for h in hubs[c.id] if _started(h, day)]
             before = len(w.rows)
             if provider == "gcp":
                 _gcp_overhead_rows(w, c, day)
-                for h in hubs[c.id]:
+                for h in running:
                     _gcp_hub_rows(w, c, h, day, usage[h.id][day], n2d_cost)
             elif provider == "aws":
                 _aws_overhead_rows(w, c, day)
-                for h in hubs[c.id]:
+                for h in running:
                     _aws_hub_rows(w, c, h, day, usage[h.id][day])
             else:
                 _azure_overhead_rows(w, c, day)
-                for h in hubs[c.id]:
+                for h in running:
                     _azure_hub_rows(w, c, h, day, usage[h.id][day])
             usage_cost[c.sub_account] += sum((r["BilledCost"] for r in w.rows[before:]), ZERO)
         if provider == "gcp":
@@ -1021,14 +1082,17 @@ def organization_data() -> dict[str, Any]:
     """The configuration as plain data (what org.yaml holds)."""
     communities = []
     for c in COMMUNITIES:
+        plan = c.plan if isinstance(c.plan, str) else [FlowMap({"from": start, "plan": p}) for start, p in c.plan]
         entry: dict[str, Any] = {"id": c.id, "name": c.name, "kind": c.kind, "currency": "USD",
-                                 "pricing_plan": c.plan}
+                                 "pricing_plan": plan}
         if c.funder:
             entry["funder"] = c.funder
         if c.active_from:
             entry["active_from"] = c.active_from
         if c.active_until:
             entry["active_until"] = c.active_until
+        if c.id in PREPAID:
+            entry["prepaid"] = PREPAID[c.id]
         entry.update(ACCOUNTS_PAYABLE.get(c.id, {}))
         entry["billing_contact"] = {"name": c.contact, "email": c.email, "address": list(c.address)}
         communities.append(entry)
@@ -1051,6 +1115,8 @@ def organization_data() -> dict[str, Any]:
             entry["sub_account"] = cluster_by_id[h.cluster].sub_account
         else:
             entry["tag_value"] = h.tag
+        if h.tag == "staging":   # staff test changes there: its users are not billed
+            entry["billable_users"] = False
         hubs.append(entry)
     return {
         "name": "Open Hubs Collaborative",
@@ -1058,6 +1124,7 @@ def organization_data() -> dict[str, Any]:
         "funders": FUNDERS,
         "pricing_plans": PLANS,
         "communities": communities,
+        "one_offs": ONE_OFFS,
         "clusters": clusters,
         "hubs": hubs,
         "usage": {"daily": "data/usage/daily-usage-*.csv", "mau": "data/usage/mau.csv",
@@ -1079,7 +1146,9 @@ HEADER = """\
 #   issuer         who sends the invoices, and how to pay them
 #   funders        grants that pay some communities' charges
 #   pricing_plans  how a community's monthly charges are computed (a list of pricing models)
-#   communities    who is invoiced: kind, plan, currency, billing contact, funder
+#   communities    who is invoiced: kind, plan (or plan history), contract dates, currency, billing contact,
+#                  funder, prepaid balances
+#   one_offs       one-off charges and credits (a setup fee, a goodwill credit) for a party and month
 #   clusters       where the hubs run and where each cluster's cloud costs come from
 #   hubs           which community each hub belongs to, and how its cost rows are recognized
 #   usage          per-hub usage: splits shared clusters' costs, and monthly active users
@@ -1093,27 +1162,37 @@ SECTION_COMMENTS = {
               "paper (Letter in the US, A4 in most countries; page_size: a4 | letter overrides it); a fiscal\n"
               "sponsor is the seller of record, and its name and tax id are printed on every document.",
     "funders": "Grants and sponsors. A community with `funder:` has (part of) its charges paid by it,\n"
-               "as its plan's `subsidy` charge says.",
+               "as its plan's `subsidy` charge says. `awards` are the amounts granted, each for a period\n"
+               "(from / until, months included): subsidies draw from the award in force until it is used up;\n"
+               "in the month it runs out the funder pays what is left, the community the rest.",
     "pricing_plans": "Pricing plans. Each charge names a pricing model and its parameters:\n"
                      "  cloud_passthrough  cloud cost at cost\n"
                      "  tier_fee           a monthly fee by community kind\n"
                      "  dedicated_uplift   +percent on fees when the community has a dedicated cluster\n"
-                     "  fixed_fee          a fixed monthly amount\n"
+                     "  fixed_fee          a fixed monthly amount, or once a year (every: year, in billing_month)\n"
                      "  graduated_usage    a monthly fee on monthly active users, by tiers (up_to: null = no limit)\n"
                      "  subsidy            the community's funder pays this percentage of its charges\n"
                      "  markup             +percent on cloud cost\n"
-                     "  cap                the community never pays more than this per month",
+                     "  cap                the community never pays more than this per month for its fees and\n"
+                     "                     markup (applies_to: fees, the default) or for everything (all)\n"
+                     "Fixed fees of a month the contract covers only in part are prorated by days.",
     "communities": "Communities: the customers. kind is education, research or partnership.\n"
-                   "active_from / active_until (YYYY-MM) limit the months they are billed. purchase_order,\n"
-                   "customer_reference, legal_name and tax_id are printed on their invoices when given.",
+                   "pricing_plan is a plan, or a history ([{from: YYYY-MM, plan: ID}, ...]: each month uses the\n"
+                   "plan in force). active_from / active_until (a month YYYY-MM, or a day YYYY-MM-DD) limit what\n"
+                   "is billed; fixed fees of a month covered only in part are prorated by days. prepaid: balances\n"
+                   "bought in advance, drawn down month by month. purchase_order, customer_reference, legal_name\n"
+                   "and tax_id are printed on their invoices when given.",
+    "one_offs": "One-off charges and credits (kind: charge | credit), each its own line on the party's invoice\n"
+                "of that month (`billing adjust` records more).",
     "clusters": "Clusters. tenancy: dedicated (one community pays it all) or shared (several communities;\n"
                 "`split` says how cost that carries no hub tag is divided: usage = by each hub's share of\n"
                 "memory requested, even = equal parts, direct_cost = in proportion to each hub's own cost).\n"
                 "hub_tag is the tag / label key whose value names the hub in the cost rows.",
     "hubs": "Hubs. tag_value is the value of the cluster's hub_tag in cost rows; a hub with\n"
-            "`sub_account` instead owns a whole cloud account.",
+            "`sub_account` instead owns a whole cloud account. billable_users: false (staging hubs): its\n"
+            "monthly active users are not billed.",
     "usage": "Usage data: daily memory requested per hub on shared clusters (GiB-hours), and\n"
-             "monthly active users per hub.",
+             "monthly active users per hub (its `staff` column: how many of them are staff, never billed).",
 }
 
 PROVIDER_TITLES = {"gcp": "Google Cloud", "aws": "AWS", "azure": "Microsoft Azure"}
@@ -1134,7 +1213,7 @@ def _comment(text: str, spaces: int = 0) -> str:
 
 def organization_yaml(data: dict[str, Any]) -> str:
     parts = [HEADER, "\n", _dump({"name": data["name"]})]
-    for key in ("issuer", "funders", "pricing_plans", "communities"):
+    for key in ("issuer", "funders", "pricing_plans", "communities", "one_offs"):
         parts += ["\n", _comment(SECTION_COMMENTS[key]), _dump({key: data[key]})]
     # clusters, grouped by provider
     parts += ["\n", _comment(SECTION_COMMENTS["clusters"]), "clusters:\n"]
@@ -1169,12 +1248,12 @@ def usage_files(usage: dict[str, dict[dt.date, Decimal]]) -> tuple[bytes, bytes]
                     out.writerow([day.isoformat(), h.cluster, h.id, _plain(usage[h.id][day])])
     mau = io.StringIO()
     out = csv.writer(mau, lineterminator="\n")
-    out.writerow(["month", "hub", "mau"])
+    out.writerow(["month", "hub", "mau", "staff"])
     for month in MONTHS:
         for h in HUBS:
             value = hub_mau(h, month)
             if value is not None:
-                out.writerow([f"{YEAR}-{month:02d}", h.id, value])
+                out.writerow([f"{YEAR}-{month:02d}", h.id, value, hub_staff(h, month, value)])
     return daily.getvalue().encode(), mau.getvalue().encode()
 
 
@@ -1242,11 +1321,13 @@ def _check_organization(data: dict[str, Any], base_dir: Path) -> None:
     clusters = {c.id: c for c in CLUSTERS}
     for h in HUBS:
         c, cl = communities[h.community], clusters[h.cluster]
-        first, last = int((c.active_from or "2022-01")[5:]), int((c.active_until or "2022-12")[5:])
+        first, last = int((c.active_from or "2022-01")[5:7]), int((c.active_until or "2022-12")[5:7])
         if not (first <= h.first <= h.last <= last and cl.first <= h.first and h.last <= cl.last):
             raise AssertionError(f"hub {h.id}: months {h.first}-{h.last} outside its community or cluster")
         if cl.tenancy == "shared" and h.first != first:
             raise AssertionError(f"hub {h.id}: on a shared cluster, starts with its community ({first})")
+        if c.active_from and len(c.active_from) == 10 and h.first == first and h.start_day < int(c.active_from[8:]):
+            raise AssertionError(f"hub {h.id}: has cost before its community's contract starts ({c.active_from})")
     from billing.config import parse_organization
 
     try:
