@@ -63,14 +63,14 @@ PAGE_SIZE_CSS = {"a4": "A4", "letter": "letter"}
 class _QuietFontNotice(logging.Filter):
     """WeasyPrint warns on every document that HarfBuzz-Subset is missing from the system (it then subsets fonts
     with fontTools, as this project's reproducible PDFs expect): a notice for the machine's owner, not a problem
-    with an invoice; said once per process."""
+    with an invoice; said once per process, and only when the log is verbose (`billing -v`)."""
 
     said = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         if "HarfBuzz-Subset" not in record.getMessage():
             return True
-        if _QuietFontNotice.said:
+        if _QuietFontNotice.said or not logging.getLogger().isEnabledFor(logging.INFO):
             return False
         _QuietFontNotice.said = True
         return True

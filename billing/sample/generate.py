@@ -249,6 +249,10 @@ ONE_OFFS = [
             amount="2500.00", kind="charge"),
 ]
 
+# A local test server (aiosmtpd): `billing send` on the sample never reaches anyone.
+SMTP = {"host": "localhost", "port": 8025, "starttls": False,
+        "from": "Open Hubs Collaborative Billing <billing@openhubs.example>"}
+
 COMMUNITIES = [
     # Latin America (grant-funded, shared GCP cluster "latam")
     CommunitySpec("uca", "Universidade & Ciência Aberta", "research", "alpha-2022-grant", "Mariana Conceição",
@@ -1125,6 +1129,7 @@ def organization_data() -> dict[str, Any]:
         "pricing_plans": PLANS,
         "communities": communities,
         "one_offs": ONE_OFFS,
+        "smtp": SMTP,
         "clusters": clusters,
         "hubs": hubs,
         "usage": {"daily": "data/usage/daily-usage-*.csv", "mau": "data/usage/mau.csv",
@@ -1184,6 +1189,10 @@ SECTION_COMMENTS = {
                    "and tax_id are printed on their invoices when given.",
     "one_offs": "One-off charges and credits (kind: charge | credit), each its own line on the party's invoice\n"
                 "of that month (`billing adjust` records more).",
+    "smtp": "The mail server `billing send` e-mails the documents through. The sample's is a test server\n"
+            "on this machine that keeps what it receives (start one: .venv/bin/python -m aiosmtpd -n -l\n"
+            "localhost:8025); a real one takes starttls: true (the default) and username_env / password_env,\n"
+            "the names of the environment variables that hold the login.",
     "clusters": "Clusters. tenancy: dedicated (one community pays it all) or shared (several communities;\n"
                 "`split` says how cost that carries no hub tag is divided: usage = by each hub's share of\n"
                 "memory requested, even = equal parts, direct_cost = in proportion to each hub's own cost).\n"
@@ -1213,7 +1222,7 @@ def _comment(text: str, spaces: int = 0) -> str:
 
 def organization_yaml(data: dict[str, Any]) -> str:
     parts = [HEADER, "\n", _dump({"name": data["name"]})]
-    for key in ("issuer", "funders", "pricing_plans", "communities", "one_offs"):
+    for key in ("issuer", "funders", "pricing_plans", "communities", "one_offs", "smtp"):
         parts += ["\n", _comment(SECTION_COMMENTS[key]), _dump({key: data[key]})]
     # clusters, grouped by provider
     parts += ["\n", _comment(SECTION_COMMENTS["clusters"]), "clusters:\n"]
