@@ -23,9 +23,11 @@ and currency:
                               --policy next-invoice`), counted in the service month they correct
     subsidies                 the part of the community's charges its funder took over (negative, on the
                               community's own documents)
-    billed_to_community       what the community's documents total: the six columns before it
+    prepaid_draws             the part of its charges paid from a balance the community bought in advance
+                              (negative, on its own documents): paid, as revenue is recognized when drawn
+    billed_to_community       what the community's documents total: the seven columns before it
     grant_funded              what funders were billed for the community
-    recovered                 billed_to_community + grant_funded
+    recovered                 billed_to_community + grant_funded - prepaid_draws
     recovered_minus_cost      recovered - cloud_cost_incurred; negative: what the organization absorbs
     recovery_ratio            recovered / cloud_cost_incurred, 4 decimals (3.25 = 325%); empty when the cost is
                               unknown, zero or negative, or the community is billed in another currency
@@ -33,8 +35,9 @@ and currency:
 
 The rows of a month add up to the month's input cost: every attributed cost
 belongs to one community row and the rest to the `(unattributed)` row. Their
-`recovered` adds up to what the month's documents total (prior-period
-adjustments aside, which count in the month they correct).
+`recovered` adds up to what the month's documents total plus what was drawn
+from prepaid balances (prior-period adjustments aside, which count in the
+month they correct).
 
 `out/recovery.png`: per currency and service month, what was billed stacked
 (cloud passed through to communities, their fees and other charges, and what
@@ -63,7 +66,10 @@ RATIO_QUANTUM = Decimal("0.0001")
 # (a prior-period adjustment, kind "adjustment", has a column of its own).
 GROUP_COLUMN = {"fees": "fees", "cloud": "cloud_passthrough", "markup": "markup", "adjustments": "caps_and_credits",
                 "subsidies": "subsidies"}
-BILLED_COLUMNS = ("cloud_passthrough", "markup", "fees", "caps_and_credits", "prior_period_adjustments", "subsidies")
+# Kinds with a column of their own: a prior-period adjustment, and a prepaid draw (paid in advance, not a credit).
+KIND_COLUMN = {"adjustment": "prior_period_adjustments", "prepaid": "prepaid_draws"}
+BILLED_COLUMNS = ("cloud_passthrough", "markup", "fees", "caps_and_credits", "prior_period_adjustments", "subsidies",
+                  "prepaid_draws")
 NO_EVIDENCE = "no evidence kept for this month (finalized by an earlier version): cloud cost incurred unknown"
 UNATTRIBUTED_NOTE = "cloud cost no community carries (see the month's attribution.csv): absorbed"
 
@@ -80,6 +86,7 @@ class RecoveryRow:
     caps_and_credits: Decimal = ZERO
     prior_period_adjustments: Decimal = ZERO
     subsidies: Decimal = ZERO                    # negative: taken over by funders
+    prepaid_draws: Decimal = ZERO                # negative: paid from a balance bought in advance
     grant_funded: Decimal = ZERO                 # billed to funders for this community
     cloud_paid_by_community: Decimal = ZERO      # cloud pass-through less the grant's share of it (for the plot)
     note: str = ""
@@ -91,7 +98,7 @@ class RecoveryRow:
 
     @property
     def recovered(self) -> Decimal:
-        return self.billed_to_community + self.grant_funded
+        return self.billed_to_community + self.grant_funded - self.prepaid_draws
 
     @property
     def recovered_minus_cost(self) -> Decimal | None:
@@ -111,7 +118,7 @@ def ratio(recovered: Decimal, cost: Decimal | None) -> Decimal | None:
 
 def line_column(line: Line) -> str:
     """The column of recovery.csv a line of a community's document adds to."""
-    return "prior_period_adjustments" if line.kind == "adjustment" else GROUP_COLUMN[REPORT_GROUPS[line.kind]]
+    return KIND_COLUMN.get(line.kind) or GROUP_COLUMN[REPORT_GROUPS[line.kind]]
 
 
 def service_month(doc: Invoice, line: Line) -> str:
@@ -224,7 +231,7 @@ def month_totals(rows: list[RecoveryRow], currency: str) -> dict[str, MonthTotal
         if r.cloud_cost_incurred is not None:
             t.cost = (t.cost or ZERO) + r.cloud_cost_incurred
         t.passthrough += r.cloud_paid_by_community
-        t.fees += r.billed_to_community - r.cloud_paid_by_community
+        t.fees += r.billed_to_community - r.prepaid_draws - r.cloud_paid_by_community
         t.grant += r.grant_funded
         t.comparable = t.comparable and r.comparable
     return totals
@@ -247,7 +254,7 @@ def write_recovery_plot(path: Path, rows: list[RecoveryRow], org_name: str) -> N
         grant = [float(x.grant) for x in t]
         ax.bar(months, cloud, color=COLORS["passthrough"], label="Cloud passed through (billed to communities)")
         ax.bar(months, fees, bottom=cloud, color=COLORS["community"],
-               label="Fees and other charges (billed to communities)")
+               label="Fees and other charges (billed to communities, or paid from prepaid balances)")
         ax.bar(months, grant, bottom=[a + b for a, b in zip(cloud, fees)], color=COLORS["grant"],
                label="Grant-funded (billed to funders)")
         ax.plot(months, [math.nan if x.cost is None else float(x.cost) for x in t], color=COLORS["cost"],

@@ -83,7 +83,8 @@ def test_recovery_by_hand_for_a_month(world, capsys):
     assert rows[("2022-01", "alpha")] == {
         "month": "2022-01", "community": "alpha", "currency": "USD", "cloud_cost_incurred": "522.6000000001",
         "cloud_passthrough": "522.60", "markup": "0.00", "fees": "1500.00", "caps_and_credits": "0.00",
-        "prior_period_adjustments": "0.00", "subsidies": "0.00", "billed_to_community": "2022.60",
+        "prior_period_adjustments": "0.00", "subsidies": "0.00", "prepaid_draws": "0.00",
+        "billed_to_community": "2022.60",
         "grant_funded": "0.00", "recovered": "2022.60", "recovered_minus_cost": "1499.9999999999",
         "recovery_ratio": "3.8703", "note": ""}
     beta = rows[("2022-01", "beta")]
@@ -188,10 +189,28 @@ def test_every_charge_kind_has_a_recovery_column():
     for kind in SECTIONS:
         line = Line(SECTIONS[kind], kind, "x", D(1), D(1))
         assert line_column(line) in {"cloud_passthrough", "markup", "fees", "caps_and_credits",
-                                     "prior_period_adjustments", "subsidies"}, kind
+                                     "prior_period_adjustments", "subsidies", "prepaid_draws"}, kind
+    assert line_column(Line("Prepaid", "prepaid", "x", D(-1), D(-1))) == "prepaid_draws"
     assert line_column(Line("Adjustments", "cap", "x", D(-1), D(-1))) == "caps_and_credits"
     assert line_column(Line("Service fees", "usage", "x", D(1), D(1))) == "fees"
 
 
 def test_plot_titles_escape_dollar_signs():
     assert plot_title("Data $cience", "cost recovery") == r"Data \$cience: cost recovery"
+
+
+def test_charges_paid_from_a_prepaid_balance_are_recovered():
+    """A draw on a balance bought in advance is money received, not a credit: the month is recovered."""
+    import datetime as dt
+
+    from billing.ledger import Invoice
+
+    lines = tuple(Line(SECTIONS[k], k, k, D(a), D(a), community="pre")
+                  for k, a in [("fee", "2250.00"), ("cloud", "540.66"), ("prepaid", "-2790.66")])
+    statement = Invoice("community", "pre", "2022-01", "USD", dt.date(2022, 2, 6), dt.date(2022, 3, 8), lines,
+                        {"display_name": "pre"}, {}, "fp", status="finalized", number="ST-1")
+    [row] = recovery_rows([statement], {"2022-01": None})
+    assert (row.fees, row.cloud_passthrough, row.caps_and_credits, row.prepaid_draws) == (
+        D("2250.00"), D("540.66"), D("0"), D("-2790.66"))
+    assert row.billed_to_community == D("0.00")
+    assert row.recovered == D("2790.66")
