@@ -91,3 +91,29 @@ def small_focus_rows() -> list[list[str]]:
         focus_row("333300000000", "1.00"),  # sub-account no cluster claims: unattributed
         focus_row("111100000000", "999.00", period="2022-02-01T00:00:00Z"),  # another month
     ]
+
+
+def read_csv(path: Path) -> list[dict]:
+    """A CSV output's rows, as dicts of text."""
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def two_month_world(tmp_path: Path, ledger_url: str) -> dict:
+    """The small organization with cost files for January and February 2022 (February without the last row)."""
+    import yaml
+
+    write_focus_csv(tmp_path / "focus" / "2022-01.csv", small_focus_rows())
+    feb = [r[:3] + ["2022-02-01T00:00:00Z"] * 2 + r[5:] for r in small_focus_rows()[:-1]]
+    write_focus_csv(tmp_path / "focus" / "2022-02.csv", feb)
+    path = tmp_path / "org.yaml"
+    path.write_text(yaml.safe_dump(small_org_data(), sort_keys=False))
+    return {"org": path, "out": tmp_path / "out", "ledger": ledger_url, "tmp": tmp_path}
+
+
+def billing_in(world: dict, *args: str, words: int = 1) -> int:
+    """`billing` with the world's --org, --out and --ledger after the command (`words` long: export journal is 2)."""
+    from billing.cli import main
+
+    return main([*args[:words], "--org", str(world["org"]), "--out", str(world["out"]), "--ledger", world["ledger"],
+                 *args[words:]])

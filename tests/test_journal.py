@@ -10,7 +10,6 @@ alpha TST-2022-0003 2522.10, beta's statement TST-ST-2022-0002, the grant's
 TST-2022-0004 2054.75.
 Payments are put in the ledger's payment tables directly.
 """
-import csv
 import dataclasses
 import datetime as dt
 import subprocess
@@ -20,11 +19,9 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
-import yaml
 from sqlalchemy.orm import Session
 
 from billing import ledger
-from billing.cli import main
 from billing.config import Accounts
 from billing.errors import BillingError, ConfigError, InputError
 from billing.journal import (CSV_HEADER, Entry, Posting, beancount_text, check_balanced, journal_entries,
@@ -32,31 +29,20 @@ from billing.journal import (CSV_HEADER, Entry, Posting, beancount_text, check_b
 from billing.ledger import Allocation, Invoice, Line, Payment
 from billing.ledger.schema import AllocationRow, PaymentRow
 from billing.months import Month
-from helpers import small_focus_rows, small_org, small_org_data, write_focus_csv
+from helpers import billing_in, read_csv, small_focus_rows, small_org, two_month_world, write_focus_csv
 from pricing_models.base import REPORT_GROUPS, SECTIONS
 
 BEAN_CHECK = Path(sys.executable).parent / "bean-check"
 
 
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
 
 @pytest.fixture()
 def world(tmp_path, ledger_url):
-    write_focus_csv(tmp_path / "focus" / "2022-01.csv", small_focus_rows())
-    feb = [r[:3] + ["2022-02-01T00:00:00Z"] * 2 + r[5:] for r in small_focus_rows()[:-1]]
-    write_focus_csv(tmp_path / "focus" / "2022-02.csv", feb)
-    path = tmp_path / "org.yaml"
-    path.write_text(yaml.safe_dump(small_org_data(), sort_keys=False))
-    return {"org": path, "out": tmp_path / "out", "ledger": ledger_url, "tmp": tmp_path}
+    return two_month_world(tmp_path, ledger_url)
 
 
 def billing(world, *args) -> int:
-    n = 2 if args[0] == "export" else 1          # the command (export journal: two words), then the options
-    return main([*args[:n], "--org", str(world["org"]), "--out", str(world["out"]), "--ledger", world["ledger"],
-                 *args[n:]])
+    return billing_in(world, *args, words=2 if args[0] == "export" else 1)
 
 
 def run(world, month: str, issue_date: str) -> int:

@@ -1,8 +1,6 @@
 """The document lifecycle through the CLI: amend (reissue, next-invoice), void, history, on both databases."""
 import csv
-import datetime as dt
 from decimal import Decimal as D
-from pathlib import Path
 
 import pytest
 import yaml
@@ -11,24 +9,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing import ledger
-from billing.cli import main
-from helpers import small_focus_rows, small_org_data, write_focus_csv
+from helpers import billing_in, small_focus_rows, two_month_world, write_focus_csv
 
 
 @pytest.fixture()
 def world(tmp_path, ledger_url):
-    write_focus_csv(tmp_path / "focus" / "2022-01.csv", small_focus_rows())
-    feb = [r[:3] + ["2022-02-01T00:00:00Z"] * 2 + r[5:] for r in small_focus_rows()[:-1]]
-    write_focus_csv(tmp_path / "focus" / "2022-02.csv", feb)
-    path = tmp_path / "org.yaml"
-    path.write_text(yaml.safe_dump(small_org_data(), sort_keys=False))
-    return {"org": path, "out": tmp_path / "out", "ledger": ledger_url, "tmp": tmp_path}
+    return two_month_world(tmp_path, ledger_url)
 
 
 def billing(world, *args) -> int:
-    command, *rest = args
-    return main([command, "--org", str(world["org"]), "--out", str(world["out"]), "--ledger", world["ledger"],
-                 *rest])
+    return billing_in(world, *args)
 
 
 def run(world, month, issue_date):

@@ -9,45 +9,30 @@ The small organization of tests/helpers.py, January 2022 (see test_cli_run):
 - unattributed: 3.33 (a hub tag no hub has) + 1.00 (an unknown
   sub-account) = 4.33; 582.1800000001 in all.
 """
-import csv
 import dataclasses
 from decimal import Decimal as D
-from pathlib import Path
 
 import pytest
-import yaml
 
 from billing import ledger
-from billing.cli import main
 from billing.evidence import MonthEvidence
 from billing.ledger import Line
 from billing.recovery import UNATTRIBUTED_ROW, line_column, recovery_rows, write_recovery_plot
 from billing.reports import plot_title
-from helpers import small_focus_rows, small_org_data, write_focus_csv
+from helpers import billing_in, read_csv, small_focus_rows, two_month_world, write_focus_csv
 from pricing_models.base import SECTIONS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
 
 @pytest.fixture()
 def world(tmp_path, ledger_url):
-    write_focus_csv(tmp_path / "focus" / "2022-01.csv", small_focus_rows())
-    feb = [r[:3] + ["2022-02-01T00:00:00Z"] * 2 + r[5:] for r in small_focus_rows()[:-1]]
-    write_focus_csv(tmp_path / "focus" / "2022-02.csv", feb)
-    path = tmp_path / "org.yaml"
-    path.write_text(yaml.safe_dump(small_org_data(), sort_keys=False))
-    return {"org": path, "out": tmp_path / "out", "ledger": ledger_url, "tmp": tmp_path}
+    return two_month_world(tmp_path, ledger_url)
 
 
 def billing(world, *args) -> int:
-    command, *rest = args
-    return main([command, "--org", str(world["org"]), "--out", str(world["out"]), "--ledger", world["ledger"],
-                 *rest])
+    return billing_in(world, *args)
 
 
 def run(world, month: str, issue_date: str) -> int:
