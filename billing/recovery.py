@@ -254,7 +254,7 @@ def write_recovery_plot(path: Path, rows: list[RecoveryRow], org_name: str) -> N
         grant = [float(x.grant) for x in t]
         ax.bar(months, cloud, color=COLORS["passthrough"], label="Cloud passed through (billed to communities)")
         ax.bar(months, fees, bottom=cloud, color=COLORS["community"],
-               label="Fees and other charges (billed to communities, or paid from prepaid balances)")
+               label="Fees and other charges (communities, incl. prepaid)")
         ax.bar(months, grant, bottom=[a + b for a, b in zip(cloud, fees)], color=COLORS["grant"],
                label="Grant-funded (billed to funders)")
         ax.plot(months, [math.nan if x.cost is None else float(x.cost) for x in t], color=COLORS["cost"],
