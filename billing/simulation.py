@@ -6,7 +6,9 @@ and its usage comes from the usage files; the pricing is the configuration
 given (or one of its plans, for some or all communities). What the
 communities actually owed is read from the ledger's finalized documents,
 credit notes included. A community's total is all of its charges whoever
-pays them: its own documents plus what its funder was billed for it. A
+pays them: its own documents plus what its funder was billed for it, and
+what it paid from a prepaid balance (a draw pays a charge, it does not
+lower it). A
 difference carried to a later invoice counts in the month it corrects, and
 a voided invoice's party is left out of both sides. Nothing is written to
 the ledger, no number is taken and no PDF is rendered.
@@ -107,7 +109,7 @@ def _totals(documents, voided: set) -> dict[tuple[str, str, str], Decimal]:
             continue
         for line in doc.lines:
             community = line.community or (doc.party_id if doc.party_kind == "community" else None)
-            if community is None:
+            if community is None or line.kind == "prepaid":     # a prepaid draw pays charges, it is not one
                 continue
             month = dict(line.details).get("service_month", doc.month) if line.kind == "adjustment" else doc.month
             if (month, ("community", community)) in voided:

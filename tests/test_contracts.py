@@ -314,3 +314,17 @@ def test_grants_adjust_and_a_simulation_of_the_current_plans_equal_to_the_ledger
     assert billing(world, "simulate", "--from", "2022-01", "--to", "2022-03", "--out", str(tmp / "what-if"),
                    "--ledger", f"sqlite:///{tmp / 'out' / 'ledger.db'}") == 0
     assert {r["difference"] for r in read(tmp / "what-if" / "simulation.csv")} == {"0.00"}
+
+
+def test_a_simulated_total_counts_what_a_prepaid_balance_paid():
+    """A draw on a prepaid balance pays the community's charges; its total is still all of them."""
+    import datetime as dt
+
+    from billing.ledger import Invoice, Line
+    from billing.simulation import _totals
+    from pricing_models.base import SECTIONS
+
+    lines = tuple(Line(SECTIONS[k], k, k, D(a), D(a)) for k, a in [("fee", "100.00"), ("prepaid", "-100.00")])
+    doc = Invoice("community", "alpha", "2022-01", "USD", dt.date(2022, 2, 6), dt.date(2022, 3, 8), lines,
+                  {"display_name": "alpha"}, {}, "fp", status="finalized", number="ST-1")
+    assert dict(_totals([doc], set())) == {("2022-01", "alpha", "USD"): D("100.00")}
