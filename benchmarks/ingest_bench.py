@@ -104,6 +104,18 @@ def measure_duckdb(path: Path) -> float:
     return time.perf_counter() - start
 
 
+def peak_mb() -> float:
+    """This process's peak resident memory. Not ru_maxrss: Linux carries the forking parent's into it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(kind: str, path: Path) -> dict:
     """Run one measurement in its own process; returns its time and peak RSS."""
     out = subprocess.run([sys.executable, "-m", "benchmarks.ingest_bench", "--child", kind, str(path)],
@@ -119,7 +131,7 @@ def main() -> None:
     if args.child:
         kind, path = args.child[0], Path(args.child[1])
         seconds = measure_ours(path) if kind == "ours" else measure_duckdb(path)
-        print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        print(json.dumps({"seconds": seconds, "peak_mb": peak_mb()}))
         return
     last = None
     for rows in (int(s) for s in args.sizes.split(",")):
