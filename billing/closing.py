@@ -205,7 +205,11 @@ def json_text(value) -> str:
 
 def finalize_plan(org: Organization, plan: MonthPlan, staged: StagedFiles, opts: CloseOptions) -> Closed:
     """Record the planned month for real; commit only if the ledger gives every document the number and
-    content it was rendered with; then move its files into place."""
+    content it was rendered with; then move its files into place. A rerun of a finalized month that records
+    nothing new and whose files already say the same is left as it is (`_already_recorded`)."""
+    if _already_recorded(plan, staged, opts):
+        staged.discard()
+        return Closed(plan.record, plan.restatement, plan.warnings)
     engine = open_ledger(org, opts)
     try:
         try:
@@ -231,6 +235,20 @@ def finalize_plan(org: Organization, plan: MonthPlan, staged: StagedFiles, opts:
         for stale in (opts.out_dir / str(plan.month) / "invoices").glob("DRAFT-*.pdf"):
             remove_output(stale)
     return Closed(record, plan.restatement, plan.warnings)
+
+
+def _already_recorded(plan: MonthPlan, staged: StagedFiles, opts: CloseOptions) -> bool:
+    """Whether committing the plan would change nothing: a finalized month whose data has not changed, no new
+    document, no PDF to render, and its supporting files in place with the same invoices.csv."""
+    record, folder = plan.record, opts.out_dir / str(plan.month)
+    if opts.draft or record.created or plan.restatement is not None or record.evidence is None \
+            or any(doc.status == "draft" for doc in record.invoices) or plan.to_render(opts):
+        return False
+    if not all(output_exists(folder / name) for name in ("invoices.csv", "attribution.csv", "reconciliation.csv")):
+        return False
+    csv = staged.path(folder / "invoices.csv")
+    write_invoices_csv(csv, record.invoices, _pdf_names(record.invoices, opts, plan.month))
+    return csv.read_bytes() == (folder / "invoices.csv").read_bytes()
 
 
 # Attempts at planning, rendering and committing a month when other runs keep taking numbers meanwhile.
