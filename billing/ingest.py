@@ -492,6 +492,26 @@ def fingerprint_files(files: CostFiles) -> str:
     return digest.hexdigest()
 
 
+def _groups_by_account(found: list[tuple[CostFiles, list[CostGroup]]]) -> dict[tuple, dict[int, list[CostGroup]]]:
+    """(provider, sub-account) -> index of the file set in `found` -> its groups: thousands of clusters look
+    up their own groups without scanning everyone's."""
+    index: dict[tuple, dict[int, list[CostGroup]]] = {}
+    for i, (_, groups) in enumerate(found):
+        for g in groups:
+            index.setdefault((g.provider, g.sub_account), {}).setdefault(i, []).append(g)
+    return index
+
+
+def _found_of(cluster: Cluster, found: list[tuple[CostFiles, list[CostGroup]]],
+              by_account: dict[tuple, dict[int, list[CostGroup]]]) -> list[tuple[CostFiles, list[CostGroup]]]:
+    """The part of `found` that is the cluster's (what `hub_tag_problem` would pick out of all of it)."""
+    mine: dict[int, list[CostGroup]] = {}
+    for sub in cluster.sub_accounts:
+        for i, groups in by_account.get((cluster.provider, sub), {}).items():
+            mine.setdefault(i, []).extend(groups)
+    return [(found[i][0], groups) for i, groups in sorted(mine.items())]
+
+
 def ingest_month(org: Organization, month: Month, snapshots: SnapshotStore, *, refresh: bool = False,
                  fingerprint: bool = True) -> IngestedMonth:
     """Fetch every cluster's source for the month and aggregate each distinct file set once."""
@@ -523,5 +543,7 @@ def ingest_month(org: Organization, month: Month, snapshots: SnapshotStore, *, r
         summaries.append(SourceSummary(files.source, tuple(clusters), files.paths,
                                        fingerprint_files(files) if fingerprint else "", rows,
                                        files.estimated or estimated, tuple(sorted(totals.items()))))
-    problems = [p for c in org.clusters if (p := hub_tag_problem(org, c, month, tag_keys, found_by_set, con))]
+    by_account = _groups_by_account(found_by_set)
+    problems = [p for c in org.clusters
+                if (p := hub_tag_problem(org, c, month, tag_keys, _found_of(c, found_by_set, by_account), con))]
     return IngestedMonth(month, tag_keys, tuple(groups), tuple(summaries), tuple(warnings), tuple(problems))
