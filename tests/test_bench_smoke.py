@@ -9,7 +9,7 @@ KEYS = ("ratio_vs_duckdb", "peak_mb", "e2e_month_s", "pdf_vs_bare", "core_speedu
 
 
 def test_bench_prints_every_key(tmp_path):
-    env = dict(os.environ, BENCH_ROWS="10000", BENCH_COMMUNITIES="2", BENCH_SAMPLE="2", BENCH_DATA=str(tmp_path))
+    env = dict(os.environ, BENCH_ROWS="10000", BENCH_COMMUNITIES="2", BENCH_SAMPLE="1", BENCH_DATA=str(tmp_path))
     out = subprocess.run([sys.executable, "-m", "benchmarks.ingest_bench"], cwd=ROOT, env=env, check=True,
                          capture_output=True, text=True, timeout=120).stdout
     last = out.strip().splitlines()[-1]
