@@ -147,11 +147,12 @@ def plan_months(org: Organization, months: list[tuple[PreparedMonth, CloseOption
         for p, opts in months:
             invoices, warnings = _price(org, engine, p.month, p.ingested, p.attributed, p.usage, opts, pending=True,
                                         earlier=earlier)
-            if not ledger_mod.finalized_state(engine, str(p.month)):
+            state = ledger_mod.finalized_state(engine, str(p.month))
+            if not state:
                 earlier += [dataclasses.replace(i, status="finalized") for i in invoices]
             evidence = evidence_of(p.ingested, p.attributed, p.reconciliation)
             try:
-                restatement = check_restatement(engine, p.month, invoices, evidence, opts)
+                restatement = check_restatement(engine, p.month, invoices, evidence, opts, state)
             except FinalizedInvoiceChanged as err:
                 priced.append((p, err))
                 continue
@@ -286,16 +287,17 @@ def _pdf_names(documents: list[Invoice], opts: CloseOptions, month) -> dict:
 
 
 def check_restatement(engine, month: Month, invoices: list[Invoice], evidence: MonthEvidence,
-                      opts: CloseOptions) -> Restatement | None:
+                      opts: CloseOptions, state: dict | None = None) -> Restatement | None:
     """For a finalized month: how today's data differs from the data it was invoiced from.
 
     New figures are written beside the finalized month's files (never over
     them); if any document would change, the run stops here with the changes.
     """
-    state = ledger_mod.finalized_state(engine, str(month))
+    if state is None:   # the caller may have read it already (`ledger_mod.finalized_state`)
+        state = ledger_mod.finalized_state(engine, str(month))
     if not state:
         return None
-    _, stored = ledger_mod.finalized_month(engine, str(month))
+    stored = ledger_mod.month_evidence(engine, str(month))
     voided = {party for party, e in state.items() if e.voided}
     then = {party: (e.number or "-", e.currency, sum((l.amount_exact for l in e.lines), ZERO))
             for party, e in state.items() if party not in voided}
