@@ -22,6 +22,7 @@ from billing.evidence import MonthEvidence, Restatement, compare, evidence_of
 from billing.fileio import StagedFiles, mirror_outputs, output_exists, remove_output
 from billing.ingest import IngestedMonth
 from billing.ledger import Correction, Evidence, Invoice, MonthRecord
+from billing.ledger.record import month_evidence
 from billing.money import ZERO
 from billing.months import Month
 from billing.outputs import write_attribution_csv, write_invoices_csv, write_reconciliation_csv
@@ -297,7 +298,7 @@ def check_restatement(engine, month: Month, invoices: list[Invoice], evidence: M
         state = ledger_mod.finalized_state(engine, str(month))
     if not state:
         return None
-    stored = ledger_mod.month_evidence(engine, str(month))
+    stored = month_evidence(engine, str(month))
     voided = {party for party, e in state.items() if e.voided}
     then = {party: (e.number or "-", e.currency, sum((l.amount_exact for l in e.lines), ZERO))
             for party, e in state.items() if party not in voided}

@@ -19,7 +19,7 @@ from billing.ledger.invoices import (DOCUMENT_TYPES, STATUSES, CarriedAdjustment
                                      lines_total, today_utc)
 from billing.ledger.record import (Event, Evidence, Expected, MonthRecord, all_finalized, carried_adjustments,
                                    default_actor, describe_change, document, finalized_month, finalized_state,
-                                   history, input_manifest, month_evidence, month_invoices, plan_recording, record_month, recording_month,
+                                   history, input_manifest, month_invoices, plan_recording, record_month, recording_month,
                                    state_changes)
 from billing.ledger.payments import Allocation, Payment, all_payments, paid_by_document
 from billing.ledger.runs import DEFAULT_LOCK_WAIT, MonthLocked, MonthRun, latest_runs, month_lock, record_run
@@ -34,5 +34,5 @@ __all__ = ["Allocation", "Payment", "all_payments", "paid_by_document",
            "InvoiceRow", "Line", "LineRow", "MonthRecord", "SequenceRow", "all_finalized", "amending_month",
            "build_invoices", "carried_adjustments", "credit_note_for", "default_actor", "describe_change",
            "document", "finalized_month", "finalized_state", "history", "input_manifest", "ledger_url",
-           "lines_total", "migrate", "month_evidence", "month_invoices", "open_ledger", "plan_recording", "record_month", "recording_month", "safe_url",
+           "lines_total", "migrate", "month_invoices", "open_ledger", "plan_recording", "record_month", "recording_month", "safe_url",
            "state_changes", "today_utc", "voiding"]
