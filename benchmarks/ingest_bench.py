@@ -1,13 +1,17 @@
-"""Benchmark: ingest + attribute against a bare DuckDB GROUP BY over the same FOCUS file.
+"""Benchmark: ingest + attribute against a bare DuckDB GROUP BY over the same FOCUS file, then a month end to end.
 
-For 1e5, 1e6 and 1e7 rows it generates a FOCUS Parquet file (DuckDB, under
-bench-data/), then times in separate processes (so peak memory is each one's
-own): our `ingest_month` + `attribute` + `reconcile`, and the minimal DuckDB
-query answering the same question. Prints a line per size and, last,
-`ratio_vs_duckdb=<x> peak_mb=<y>` for the largest size.
+For 1e5, 1e6 and 1e7 rows (or BENCH_ROWS) it generates a FOCUS Parquet file
+(DuckDB, under bench-data/), then times in separate processes (so peak
+memory is each one's own): our `ingest_month` + `attribute` + `reconcile`,
+and the minimal DuckDB query answering the same question. Then the
+end-to-end case (`benchmarks.e2e_bench`): a month of 1,000 communities
+through `run_month`, PDFs and ledger included, and its rerun. The last line
+is `ratio_vs_duckdb=<x> peak_mb=<y>` for the largest size, then
+`e2e_month_s= pdf_vs_bare= core_speedup= rerun_share=`.
 
-    make bench                 # all sizes
-    python -m benchmarks.ingest_bench --sizes 100000
+    make bench                                   # all sizes, then the e2e case (a few minutes at 1e7 rows)
+    python -m benchmarks.ingest_bench --sizes 100000 --no-e2e
+    BENCH_ROWS=10000 BENCH_COMMUNITIES=2 BENCH_SAMPLE=2 python -m benchmarks.ingest_bench   # a smoke run
 """
 from __future__ import annotations
 
@@ -104,6 +108,18 @@ def measure_duckdb(path: Path) -> float:
     return time.perf_counter() - start
 
 
+def peak_mb() -> float:
+    """This process's peak resident memory. Not ru_maxrss: Linux carries the forking parent's into it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(kind: str, path: Path) -> dict:
     """Run one measurement in its own process; returns its time and peak RSS."""
     out = subprocess.run([sys.executable, "-m", "benchmarks.ingest_bench", "--child", kind, str(path)],
@@ -113,13 +129,15 @@ def child(kind: str, path: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="100000,1000000,10000000")
+    rows = os.environ.get("BENCH_ROWS")
+    parser.add_argument("--sizes", default=str(int(float(rows))) if rows else "100000,1000000,10000000")
+    parser.add_argument("--no-e2e", action="store_true", help="only the ingest + attribution case")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "PATH"))
     args = parser.parse_args()
     if args.child:
         kind, path = args.child[0], Path(args.child[1])
         seconds = measure_ours(path) if kind == "ours" else measure_duckdb(path)
-        print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        print(json.dumps({"seconds": seconds, "peak_mb": peak_mb()}))
         return
     last = None
     for rows in (int(s) for s in args.sizes.split(",")):
@@ -131,7 +149,15 @@ def main() -> None:
         print(f"rows={rows:>10,} ours={ours['seconds']:.3f}s duckdb={base['seconds']:.3f}s ratio={ratio:.2f} "
               f"peak_mb={ours['peak_mb']:.0f} (duckdb alone {base['peak_mb']:.0f})", flush=True)
         last = (ratio, ours["peak_mb"])
-    print(f"ratio_vs_duckdb={last[0]:.2f} peak_mb={last[1]:.0f}")
+    line = f"ratio_vs_duckdb={last[0]:.2f} peak_mb={last[1]:.0f}"
+    if not args.no_e2e:
+        from benchmarks import e2e_bench
+
+        figures = e2e_bench.main()
+        for text in e2e_bench.describe(figures):
+            print(text, flush=True)
+        line += " " + e2e_bench.summary(figures)
+    print(line)
 
 
 if __name__ == "__main__":

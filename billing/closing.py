@@ -22,6 +22,7 @@ from billing.evidence import MonthEvidence, Restatement, compare, evidence_of
 from billing.fileio import StagedFiles, mirror_outputs, output_exists, remove_output
 from billing.ingest import IngestedMonth
 from billing.ledger import Correction, Evidence, Invoice, MonthRecord
+from billing.ledger.record import month_evidence
 from billing.money import ZERO
 from billing.months import Month
 from billing.outputs import write_attribution_csv, write_invoices_csv, write_reconciliation_csv
@@ -147,11 +148,12 @@ def plan_months(org: Organization, months: list[tuple[PreparedMonth, CloseOption
         for p, opts in months:
             invoices, warnings = _price(org, engine, p.month, p.ingested, p.attributed, p.usage, opts, pending=True,
                                         earlier=earlier)
-            if not ledger_mod.finalized_state(engine, str(p.month)):
+            state = ledger_mod.finalized_state(engine, str(p.month))
+            if not state:
                 earlier += [dataclasses.replace(i, status="finalized") for i in invoices]
             evidence = evidence_of(p.ingested, p.attributed, p.reconciliation)
             try:
-                restatement = check_restatement(engine, p.month, invoices, evidence, opts)
+                restatement = check_restatement(engine, p.month, invoices, evidence, opts, state)
             except FinalizedInvoiceChanged as err:
                 priced.append((p, err))
                 continue
@@ -205,7 +207,11 @@ def json_text(value) -> str:
 
 def finalize_plan(org: Organization, plan: MonthPlan, staged: StagedFiles, opts: CloseOptions) -> Closed:
     """Record the planned month for real; commit only if the ledger gives every document the number and
-    content it was rendered with; then move its files into place."""
+    content it was rendered with; then move its files into place. A rerun of a finalized month that records
+    nothing new and whose files already say the same is left as it is (`_already_recorded`)."""
+    if _already_recorded(plan, staged, opts):
+        staged.discard()
+        return Closed(plan.record, plan.restatement, plan.warnings)
     engine = open_ledger(org, opts)
     try:
         try:
@@ -231,6 +237,20 @@ def finalize_plan(org: Organization, plan: MonthPlan, staged: StagedFiles, opts:
         for stale in (opts.out_dir / str(plan.month) / "invoices").glob("DRAFT-*.pdf"):
             remove_output(stale)
     return Closed(record, plan.restatement, plan.warnings)
+
+
+def _already_recorded(plan: MonthPlan, staged: StagedFiles, opts: CloseOptions) -> bool:
+    """Whether committing the plan would change nothing: a finalized month whose data has not changed, no new
+    document, no PDF to render, and its supporting files in place with the same invoices.csv."""
+    record, folder = plan.record, opts.out_dir / str(plan.month)
+    if opts.draft or record.created or plan.restatement is not None or record.evidence is None \
+            or any(doc.status == "draft" for doc in record.invoices) or plan.to_render(opts):
+        return False
+    if not all(output_exists(folder / name) for name in ("invoices.csv", "attribution.csv", "reconciliation.csv")):
+        return False
+    csv = staged.path(folder / "invoices.csv")
+    write_invoices_csv(csv, record.invoices, _pdf_names(record.invoices, opts, plan.month))
+    return csv.read_bytes() == (folder / "invoices.csv").read_bytes()
 
 
 # Attempts at planning, rendering and committing a month when other runs keep taking numbers meanwhile.
@@ -268,16 +288,17 @@ def _pdf_names(documents: list[Invoice], opts: CloseOptions, month) -> dict:
 
 
 def check_restatement(engine, month: Month, invoices: list[Invoice], evidence: MonthEvidence,
-                      opts: CloseOptions) -> Restatement | None:
+                      opts: CloseOptions, state: dict | None = None) -> Restatement | None:
     """For a finalized month: how today's data differs from the data it was invoiced from.
 
     New figures are written beside the finalized month's files (never over
     them); if any document would change, the run stops here with the changes.
     """
-    state = ledger_mod.finalized_state(engine, str(month))
+    if state is None:   # the caller may have read it already (`ledger_mod.finalized_state`)
+        state = ledger_mod.finalized_state(engine, str(month))
     if not state:
         return None
-    _, stored = ledger_mod.finalized_month(engine, str(month))
+    stored = month_evidence(engine, str(month))
     voided = {party for party, e in state.items() if e.voided}
     then = {party: (e.number or "-", e.currency, sum((l.amount_exact for l in e.lines), ZERO))
             for party, e in state.items() if party not in voided}

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import os
 import re
 import unicodedata
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal, Sequence, Union
@@ -880,20 +882,34 @@ class Organization(Frozen):
 
     # ---- lookups -------------------------------------------------------------
 
+    @functools.cached_property
+    def index(self) -> "_Index":
+        """Lookups by id, built once (the organization is immutable): a large one has thousands of hubs."""
+        by_cluster: dict[str, list[Hub]] = {}
+        by_community: dict[str, list[Hub]] = {}
+        for h in self.hubs:
+            by_cluster.setdefault(h.cluster, []).append(h)
+            by_community.setdefault(h.community, []).append(h)
+        return _Index(_by_id(self.communities), _by_id(self.funders), _by_id(self.clusters),
+                      _by_id(self.pricing_plans), by_cluster, by_community)
+
     def community(self, community_id: str) -> Community:
-        return _by_id(self.communities)[community_id]
+        return self.index.communities[community_id]
 
     def funder(self, funder_id: str) -> Funder:
-        return _by_id(self.funders)[funder_id]
+        return self.index.funders[funder_id]
 
     def cluster(self, cluster_id: str) -> Cluster:
-        return _by_id(self.clusters)[cluster_id]
+        return self.index.clusters[cluster_id]
 
     def plan(self, plan_id: str) -> PricingPlan:
-        return _by_id(self.pricing_plans)[plan_id]
+        return self.index.plans[plan_id]
 
     def hubs_of_cluster(self, cluster_id: str) -> list[Hub]:
-        return [h for h in self.hubs if h.cluster == cluster_id]
+        return list(self.index.hubs_by_cluster.get(cluster_id, ()))
+
+    def hubs_of_community(self, community_id: str) -> list[Hub]:
+        return list(self.index.hubs_by_community.get(community_id, ()))
 
     def resolve(self, path: str) -> str:
         """A path from the configuration, relative to the configuration's folder."""
@@ -944,6 +960,16 @@ class Organization(Frozen):
 
     def plan_of(self, community: Community, month: Month | str) -> PricingPlan:
         return self.plan(community.plan_for(str(month)))
+
+
+@dataclass(frozen=True)
+class _Index:
+    communities: dict[str, Community]
+    funders: dict[str, Funder]
+    clusters: dict[str, Cluster]
+    plans: dict[str, PricingPlan]
+    hubs_by_cluster: dict[str, list[Hub]]
+    hubs_by_community: dict[str, list[Hub]]
 
 
 def _by_id(items) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import logging
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
@@ -190,6 +191,16 @@ def _money_expr(column: str, sql_type: str) -> str:
     return f"TRY_CAST(trim({col}) AS {MONEY_SQL})"
 
 
+def _summable_as_is(sql_type: str) -> bool:
+    """Whether the column can be summed in its own type and the exact sum cast once: integers, and decimals
+    with at most MONEY_SQL's 18 decimals (a wider scale is rounded row by row, as `_money_expr` does)."""
+    found = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", sql_type.strip().upper())
+    if found:
+        return int(found.group(2)) <= 18
+    return sql_type.strip().upper() in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                                        "USMALLINT", "UINTEGER", "UBIGINT")
+
+
 # Exports prefix user-defined tag keys (AWS FOCUS: "user:2i2c:hub-name"); the plain key is tried first.
 TAG_KEY_PREFIXES = ("", "user:")
 
@@ -247,36 +258,56 @@ def _charge_period_sql(scan: _Scan) -> str:
 
 
 def _aggregate_scan(con, scan: _Scan, month: Month, tag_keys: tuple[str, ...]) -> tuple[list[CostGroup], bool]:
-    """One DuckDB scan over files with the same column types."""
+    """One DuckDB scan over files with the same column types.
+
+    Two stages: the rows are first summed by their raw columns, Tags text
+    included, so the JSON of the tags is parsed once per distinct group of
+    rows instead of once per row; then the groups are summed again by the hub
+    tags' values. A money column of integers or decimals is summed in its own
+    type and cast once (exactly the same sum); other types are converted row
+    by row (`_money_expr`).
+    """
     files = scan.files
     cost = _money_expr(files.cost_column, scan.cost_type)
+    as_is = _summable_as_is(scan.cost_type)
     tag_values, tags = _tags_expr(tag_keys, scan.tags_type)
+    if scan.tags_type.upper().startswith("MAP"):
+        tag_source, outer_values = f"{tag_values} AS tag_values", ""   # no JSON: extracted row by row
+    else:
+        tag_source, outer_values = "CAST(Tags AS VARCHAR) AS Tags", f", {tag_values} AS tag_values"
     estimated = "x_Estimated" if scan.estimated else "false"
-    correction = f"charge_class = '{CORRECTION}'"
+    charge_class = _charge_class_sql(scan)
+    correction = f"{charge_class} = '{CORRECTION}'"
+    period = "TRY_CAST(BillingPeriodStart AS TIMESTAMPTZ)"
     query = f"""
-        WITH src AS (
-            SELECT TRY_CAST(BillingPeriodStart AS TIMESTAMPTZ) AS period,
-                   CAST(ProviderName AS VARCHAR) AS provider, CAST(BillingAccountId AS VARCHAR) AS account,
+        WITH raw AS (
+            SELECT CAST(ProviderName AS VARCHAR) AS provider, CAST(BillingAccountId AS VARCHAR) AS account,
                    CAST(SubAccountId AS VARCHAR) AS sub_account, CAST(ChargeCategory AS VARCHAR) AS category,
                    CAST(ServiceName AS VARCHAR) AS service, CAST(ServiceCategory AS VARCHAR) AS service_category,
-                   CAST(BillingCurrency AS VARCHAR) AS currency, {cost} AS cost,
-                   TRY_CAST({estimated} AS BOOLEAN) AS estimated, {tag_values} AS tag_values,
-                   {_charge_class_sql(scan)} AS charge_class, {_charge_period_sql(scan)} AS charge_period
+                   CAST(BillingCurrency AS VARCHAR) AS currency, {tag_source}, {charge_class} AS charge_class,
+                   CASE WHEN {correction} THEN strftime({_charge_period_sql(scan)}, '%Y-%m') END AS corrects,
+                   {f'sum("{files.cost_column}")' if as_is else f'sum({cost})'} AS cost, count(*) AS n,
+                   {f'count(*) - count("{files.cost_column}")' if as_is else f'count(*) FILTER (WHERE {cost} IS NULL)'}
+                       AS bad_cost,
+                   count(*) FILTER (WHERE {period} IS NULL) AS bad_period,
+                   count(*) FILTER (WHERE {charge_class} IS NOT NULL AND NOT {correction}) AS bad_class,
+                   count(*) FILTER (WHERE {correction} AND ({_charge_period_sql(scan)} IS NULL
+                                    OR {_charge_period_sql(scan)} >= TIMESTAMPTZ '{month.end} 00:00:00+00'))
+                       AS bad_charge_period,
+                   coalesce(bool_or(TRY_CAST({estimated} AS BOOLEAN)), false) AS estimated
             FROM {_reader(files, files.paths)}
+            WHERE {period} IS NULL OR ({_in_month_sql(period, month)})
+            GROUP BY ALL
+        ), groups AS (
+            SELECT *{outer_values} FROM raw
         )
-        SELECT provider, account, sub_account, category, service, service_category, currency,
-               CASE WHEN {correction} THEN strftime(charge_period, '%Y-%m') END AS corrects,
+        SELECT provider, account, sub_account, category, service, service_category, currency, corrects,
                {''.join(f'{t} AS tag_{i}, ' for i, t in enumerate(tags))}
-               sum(cost) AS cost, count(*) AS n,
-               count(*) FILTER (WHERE cost IS NULL) AS bad_cost,
-               count(*) FILTER (WHERE period IS NULL) AS bad_period,
-               count(*) FILTER (WHERE charge_class IS NOT NULL AND NOT {correction}) AS bad_class,
-               count(*) FILTER (WHERE {correction} AND (charge_period IS NULL
-                                OR charge_period >= TIMESTAMPTZ '{month.end} 00:00:00+00')) AS bad_charge_period,
-               coalesce(bool_or(estimated), false) AS estimated
-        FROM src
-        WHERE period IS NULL OR ({_in_month_sql("period", month)})
-        GROUP BY ALL
+               CAST(sum(cost) AS {MONEY_SQL}) AS cost, sum(n) AS n, sum(bad_cost), sum(bad_period), sum(bad_class),
+               sum(bad_charge_period), bool_or(estimated) AS estimated
+        FROM groups
+        GROUP BY provider, account, sub_account, category, service, service_category, currency, corrects
+                 {''.join(f', tag_{i}' for i in range(len(tags)))}
     """
     try:
         rows = con.execute(query).fetchall()
@@ -461,6 +492,26 @@ def fingerprint_files(files: CostFiles) -> str:
     return digest.hexdigest()
 
 
+def _groups_by_account(found: list[tuple[CostFiles, list[CostGroup]]]) -> dict[tuple, dict[int, list[CostGroup]]]:
+    """(provider, sub-account) -> index of the file set in `found` -> its groups: thousands of clusters look
+    up their own groups without scanning everyone's."""
+    index: dict[tuple, dict[int, list[CostGroup]]] = {}
+    for i, (_, groups) in enumerate(found):
+        for g in groups:
+            index.setdefault((g.provider, g.sub_account), {}).setdefault(i, []).append(g)
+    return index
+
+
+def _found_of(cluster: Cluster, found: list[tuple[CostFiles, list[CostGroup]]],
+              by_account: dict[tuple, dict[int, list[CostGroup]]]) -> list[tuple[CostFiles, list[CostGroup]]]:
+    """The part of `found` that is the cluster's (what `hub_tag_problem` would pick out of all of it)."""
+    mine: dict[int, list[CostGroup]] = {}
+    for sub in cluster.sub_accounts:
+        for i, groups in by_account.get((cluster.provider, sub), {}).items():
+            mine.setdefault(i, []).extend(groups)
+    return [(found[i][0], groups) for i, groups in sorted(mine.items())]
+
+
 def ingest_month(org: Organization, month: Month, snapshots: SnapshotStore, *, refresh: bool = False,
                  fingerprint: bool = True) -> IngestedMonth:
     """Fetch every cluster's source for the month and aggregate each distinct file set once."""
@@ -492,5 +543,7 @@ def ingest_month(org: Organization, month: Month, snapshots: SnapshotStore, *, r
         summaries.append(SourceSummary(files.source, tuple(clusters), files.paths,
                                        fingerprint_files(files) if fingerprint else "", rows,
                                        files.estimated or estimated, tuple(sorted(totals.items()))))
-    problems = [p for c in org.clusters if (p := hub_tag_problem(org, c, month, tag_keys, found_by_set, con))]
+    by_account = _groups_by_account(found_by_set)
+    problems = [p for c in org.clusters
+                if (p := hub_tag_problem(org, c, month, tag_keys, _found_of(c, found_by_set, by_account), con))]
     return IngestedMonth(month, tag_keys, tuple(groups), tuple(summaries), tuple(warnings), tuple(problems))

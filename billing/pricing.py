@@ -55,7 +55,7 @@ def price_community(org: Organization, community: Community, month: Month, attri
     the community it concerns."""
     plan = org.plan_of(community, month)
     state = state if state is not None else PricingState()
-    hubs = [h for h in org.hubs if h.community == community.id]
+    hubs = org.hubs_of_community(community.id)
     days, total = org.active_days(community, month)
     ctx = PricingContext(
         month=month, community=community,
@@ -128,11 +128,14 @@ def price_month(org: Organization, month: Month, attributed: list[AttributedCost
     communities drawing on one award share it in configuration order.
     """
     state = state if state is not None else PricingState()
+    by_community: dict[str, list[AttributedCost]] = defaultdict(list)
+    for a in attributed:
+        by_community[a.community].append(a)
     result = {}
     for c in org.communities:
         if not org.is_active(c, str(month)):
             continue
-        result[c.id] = charges = price_community(org, c, month, attributed, usage, state)
+        result[c.id] = charges = price_community(org, c, month, by_community[c.id], usage, state)
         record_draws(state, charges)
     return result
 

@@ -239,3 +239,22 @@ def test_a_run_that_takes_numbers_meanwhile_makes_the_month_plan_again(org_path,
         text = " ".join(p.extract_text() for p in PdfReader(out / "2022-01" / "invoices" / f"{number}.pdf").pages)
         assert number in text
     assert not (out / "2022-01" / "invoices" / "TST-2022-0001.pdf").exists()
+
+
+def test_a_rerun_of_an_unchanged_month_writes_nothing_and_a_missing_file_is_written_again(org_path, monkeypatch):
+    from billing import closing
+
+    out = org_path.parent / "out"
+    assert run(org_path) == 0
+    written = {p: p.stat().st_mtime_ns for p in (out / "2022-01").rglob("*") if p.is_file()}
+    recorded = []
+    monkeypatch.setattr(closing.ledger_mod, "recording_month",
+                        lambda *a, **k: recorded.append(a) or pytest.fail("the rerun opened a write transaction"))
+    assert run(org_path) == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "2022-01").rglob("*") if p.is_file()} == written
+    assert not recorded
+    monkeypatch.undo()
+    (out / "2022-01" / "attribution.csv").unlink()
+    assert run(org_path) == 0
+    assert (out / "2022-01" / "attribution.csv").exists()
+    assert ledger_counts(out) == (3, TAKEN)

@@ -417,6 +417,12 @@ def finalized_month(engine: Engine, month: str) -> tuple[list[Invoice], Evidence
         return [from_row(r) for r in rows], evidence_of_row(latest_evidence_row(session, month))
 
 
+def month_evidence(engine: Engine, month: str) -> Evidence | None:
+    """The evidence a finalized month's documents were computed from (without reading the documents)."""
+    with Session(engine) as session:
+        return evidence_of_row(latest_evidence_row(session, month))
+
+
 def finalized_state(engine: Engine, month: str) -> dict[Party, Expected]:
     with Session(engine) as session:
         return month_state(session, month)

@@ -63,7 +63,9 @@ class InvoiceRow(Base):
     corrects: Mapped[str | None] = mapped_column(String(32))     # number of the document it corrects
     reason: Mapped[str | None] = mapped_column(Text)
     links: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")   # JSON: related documents
-    lines: Mapped[list["LineRow"]] = relationship(order_by="LineRow.position", cascade="all, delete-orphan")
+    # Loaded with their documents in one query per batch ("selectin"), not one query per document.
+    lines: Mapped[list["LineRow"]] = relationship(order_by="LineRow.position", cascade="all, delete-orphan",
+                                                  lazy="selectin")
 
     __table_args__ = (
         # One document in force per party and month, whatever happens (credit notes and
