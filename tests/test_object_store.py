@@ -20,8 +20,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def s3_server():
+    """One moto S3 server for the test session: fsspec keeps its S3 file systems (and so their endpoint) for the
+    life of the process, so a server per module would leave later modules talking to a stopped one."""
     from moto.server import ThreadedMotoServer
 
     port = free_port()
@@ -37,6 +39,9 @@ def s3(s3_server, monkeypatch, tmp_path):
                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": s3_server,
                         "BILLING_CACHE_DIR": str(tmp_path / "cache")}.items():
         monkeypatch.setenv(name, value)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
     client = boto3.client("s3", endpoint_url=s3_server)
     client.create_bucket(Bucket=BUCKET)
     yield client
