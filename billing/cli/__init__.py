@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # whoever read the output stopped reading (`| head`): nothing went wrong here
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so exiting does not fail on a flush
+        return 141
     except Exception as err:  # noqa: BLE001 - the last line of defence: a message, not a traceback
         if args.verbose:
             traceback.print_exc()
