@@ -74,6 +74,12 @@ def format_money(amount: Decimal, currency: str, locale: str = LOCALE) -> str:
     return format_currency(amount, currency, locale=locale)
 
 
+def money_with_code(amount: Decimal, currency: str) -> str:
+    """3,577.85 USD: the currency's code, not its symbol, for text that may hold several currencies (messages,
+    artifacts)."""
+    return format_currency(amount, currency, format="#,##0.00 \u00a4\u00a4", locale=LOCALE)
+
+
 def format_amount(amount: Decimal, currency: str, locale: str = LOCALE) -> str:
     """An amount without its currency sign, for tables headed by the currency: 3,000.00, 1,200 (JPY)."""
     return format_currency(amount, currency, format="#,##0.00;-#,##0.00", currency_digits=True, locale=locale)

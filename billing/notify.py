@@ -29,12 +29,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from babel.numbers import format_currency
 
 from billing import mail
 from billing.config import Organization
 from billing.errors import BillingError, SourceError
-from billing.money import LOCALE, ZERO
+from billing.money import ZERO, money_with_code as money
 
 if TYPE_CHECKING:
     from billing.pipeline import MonthResult
@@ -76,11 +75,6 @@ class Notice:
 
 
 # ---- the messages ------------------------------------------------------------------------------
-
-
-def money(amount: Decimal, currency: str) -> str:
-    """3,577.85 USD: the currency's code, not its symbol, since one message may hold several currencies."""
-    return format_currency(amount, currency, format="#,##0.00 ¤¤", locale=LOCALE)
 
 
 def totals_by_currency(documents) -> dict[str, Decimal]:

@@ -35,7 +35,7 @@ from billing.errors import BillingError, InputError
 from billing.fileio import atomic_write_bytes, mirror_outputs, output_exists
 from billing.ledger import Invoice
 from billing.message_templates import TITLES, body_text, header_text, render
-from billing.notify import money
+from billing.money import money_with_code as money
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from billing.closing import pdf_name
-from billing.notify import money, unattributed_by_currency
+from billing.money import money_with_code as money
+from billing.notify import unattributed_by_currency
 from billing.pipeline import totals_by_currency
 
 if TYPE_CHECKING:
